@@ -1,0 +1,656 @@
+import {
+  assert,
+  assertEquals,
+  assertGreaterOrEqual,
+  assertLess,
+  assertMatch,
+  assertNotMatch,
+  assertStringIncludes,
+} from "@std/assert";
+import {
+  type Connection,
+  DEFAULTS,
+  handle,
+  type HandleOptions,
+  loadPages,
+  type Mode,
+  parseCommandLine,
+  serve,
+  type ServeOptions,
+} from "./main.ts";
+
+const pages = await loadPages();
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+const hello = decoder.decode(pages.hello);
+const notFound = decoder.decode(pages.notFound);
+
+/** The response the server must send, spelled out as a client sees it. */
+function expectedResponse(
+  status: string,
+  contentType: string,
+  body: string,
+  { withBody = true, extraHeaders = "" } = {},
+): string {
+  return `HTTP/1.1 ${status}\r\n` +
+    `Content-Type: ${contentType}\r\n` +
+    `Content-Length: ${encoder.encode(body).byteLength}\r\n` +
+    extraHeaders +
+    "Connection: close\r\n\r\n" +
+    (withBody ? body : "");
+}
+
+const HTML = "text/html; charset=utf-8";
+const TEXT = "text/plain; charset=utf-8";
+const OK_HELLO = expectedResponse("200 OK", HTML, hello);
+const NOT_FOUND = expectedResponse("404 Not Found", HTML, notFound);
+const statusPage = (status: string, extraHeaders = "") =>
+  expectedResponse(status, TEXT, `${status}\n`, { extraHeaders });
+
+function get(path: string): string {
+  return `GET ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`;
+}
+
+/**
+ * An in-memory connection that behaves like a slow socket: each read hands
+ * out at most `readSize` bytes of the request and each write takes at most
+ * `writeSize` bytes. Once the request is used up, a read either reports the
+ * end of input or, like a client that keeps its socket open, waits until
+ * the connection is closed.
+ */
+class MemoryConn implements Connection {
+  readonly #input: Uint8Array;
+  readonly #readSize: number;
+  readonly #writeSize: number;
+  readonly #endOfInput: "eof" | "wait";
+  readonly #failWrites: Error | undefined;
+  #offset = 0;
+  #output: number[] = [];
+  #wakeReader: (() => void) | undefined;
+  closed = false;
+
+  constructor(
+    request: string | Uint8Array,
+    { readSize = 1, writeSize = 7, endOfInput = "wait", failWrites }: {
+      readSize?: number;
+      writeSize?: number;
+      endOfInput?: "eof" | "wait";
+      failWrites?: Error;
+    } = {},
+  ) {
+    this.#input = typeof request === "string"
+      ? encoder.encode(request)
+      : request;
+    this.#readSize = readSize;
+    this.#writeSize = writeSize;
+    this.#endOfInput = endOfInput;
+    this.#failWrites = failWrites;
+  }
+
+  read(buffer: Uint8Array): Promise<number | null> {
+    if (this.closed) return Promise.reject(new Deno.errors.BadResource());
+    const remaining = this.#input.byteLength - this.#offset;
+    if (remaining > 0) {
+      const n = Math.min(this.#readSize, buffer.byteLength, remaining);
+      buffer.set(this.#input.subarray(this.#offset, this.#offset + n));
+      this.#offset += n;
+      return Promise.resolve(n);
+    }
+    if (this.#endOfInput === "eof") return Promise.resolve(null);
+    return new Promise((resolve) => this.#wakeReader = () => resolve(null));
+  }
+
+  write(bytes: Uint8Array): Promise<number> {
+    if (this.closed) return Promise.reject(new Deno.errors.BadResource());
+    if (this.#failWrites) return Promise.reject(this.#failWrites);
+    const n = Math.min(this.#writeSize, bytes.byteLength);
+    this.#output.push(...bytes.subarray(0, n));
+    return Promise.resolve(n);
+  }
+
+  close(): void {
+    if (this.closed) throw new Deno.errors.BadResource();
+    this.closed = true;
+    this.#wakeReader?.();
+  }
+
+  /** Everything written so far, as text. */
+  get response(): string {
+    return decoder.decode(new Uint8Array(this.#output));
+  }
+}
+
+/** Handles `conn` with short limits and returns the log lines. */
+async function handleInMemory(
+  conn: MemoryConn,
+  overrides: Partial<HandleOptions> = {},
+): Promise<string[]> {
+  const logs: string[] = [];
+  await handle(conn, {
+    ...DEFAULTS,
+    pages,
+    sleepMs: 50,
+    headTimeoutMs: 2000,
+    log: (line) => logs.push(line),
+    ...overrides,
+  });
+  return logs;
+}
+
+Deno.test("handle() answers / with hello.html, read a byte at a time and written in pieces", async () => {
+  const conn = new MemoryConn(get("/"), { readSize: 1, writeSize: 7 });
+  const logs = await handleInMemory(conn);
+  assertEquals(conn.response, OK_HELLO);
+  assert(conn.closed);
+  assertEquals(logs.length, 1);
+  assertMatch(logs[0], /^GET \/ 200 \(\d+ ms\)$/);
+});
+
+Deno.test("handle() answers /sleep with hello.html, no sooner than the sleep time", async () => {
+  const sleepMs = 200;
+  const conn = new MemoryConn(get("/sleep"), { readSize: 5 });
+  const started = performance.now();
+  await handleInMemory(conn, { sleepMs });
+  // A timer never fires early, so only a lower bound is asserted.
+  assertGreaterOrEqual(performance.now() - started, sleepMs - 1);
+  assertEquals(conn.response, OK_HELLO);
+});
+
+Deno.test("handle() answers 404 with 404.html for an unknown path", async () => {
+  const conn = new MemoryConn(get("/nowhere"));
+  const logs = await handleInMemory(conn);
+  assertEquals(conn.response, NOT_FOUND);
+  assertMatch(logs[0], /^GET \/nowhere 404 /);
+});
+
+Deno.test("handle() answers HEAD with the status and headers of GET, without a body", async () => {
+  for (
+    const [path, status, body] of [["/", "200 OK", hello], [
+      "/x",
+      "404 Not Found",
+      notFound,
+    ]]
+  ) {
+    const conn = new MemoryConn(
+      `HEAD ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`,
+      { readSize: 3 },
+    );
+    await handleInMemory(conn);
+    assertEquals(
+      conn.response,
+      expectedResponse(status, HTML, body, { withBody: false }),
+    );
+  }
+});
+
+Deno.test("handle() answers 405 with an Allow header to other methods, ignoring any body", async () => {
+  for (const method of ["POST", "PUT", "DELETE", "OPTIONS", "BREW"]) {
+    const request =
+      `${method} / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello`;
+    const conn = new MemoryConn(request, { readSize: 4 });
+    const logs = await handleInMemory(conn);
+    assertEquals(
+      conn.response,
+      statusPage("405 Method Not Allowed", "Allow: GET, HEAD\r\n"),
+    );
+    assertMatch(logs[0], new RegExp(`^${method} / 405 `));
+  }
+});
+
+Deno.test("handle() answers 400 to a head that is not a valid HTTP/1.x request", async () => {
+  const malformed = [
+    "\r\n\r\n",
+    "GARBAGE\r\n\r\n",
+    "GET /\r\n\r\n",
+    "GET / HTTP/2.0\r\nHost: localhost\r\n\r\n",
+    "GET / HTTP/1.2\r\nHost: localhost\r\n\r\n",
+    "GET / http/1.1\r\nHost: localhost\r\n\r\n",
+    "GET  / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "GET / HTTP/1.1 \r\nHost: localhost\r\n\r\n",
+    "G(T / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "GET sleep HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "GET /\0 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "GET / HTTP/1.1\r\n\r\n", // HTTP/1.1 needs Host
+    "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: localhost\r\nNo colon here\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: localhost\r\nName : value\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: localhost\r\n folded: line\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: local\0host\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: local\rhost\r\n\r\n",
+  ];
+  for (const request of malformed) {
+    const conn = new MemoryConn(request, { readSize: 2 });
+    const logs = await handleInMemory(conn);
+    assertEquals(
+      conn.response,
+      statusPage("400 Bad Request"),
+      JSON.stringify(request),
+    );
+    assertMatch(logs[0], /^- 400 /);
+  }
+});
+
+Deno.test("handle() accepts HTTP/1.0 without Host, bare LF line ends and other targets", async () => {
+  const requests = [
+    "GET / HTTP/1.0\r\n\r\n",
+    "GET / HTTP/1.1\nHost: localhost\n\n",
+    "GET /?greeting=hi HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "GET http://localhost:7878/ HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    "GET / HTTP/1.1\r\nhost: localhost\r\nX-Empty:\r\nAccept: */*\r\n\r\n",
+  ];
+  for (const request of requests) {
+    const conn = new MemoryConn(request, { readSize: 1 });
+    await handleInMemory(conn);
+    assertEquals(conn.response, OK_HELLO, JSON.stringify(request));
+  }
+});
+
+Deno.test("handle() ignores what follows the head", async () => {
+  const conn = new MemoryConn(get("/") + "GET /nowhere HTTP/1.1\r\n\r\n", {
+    readSize: 100,
+  });
+  await handleInMemory(conn);
+  assertEquals(conn.response, OK_HELLO);
+});
+
+Deno.test("handle() answers 431 to a head over maxHeadBytes and accepts one at the limit", async () => {
+  const maxHeadBytes = 8192;
+  const headOf = (bytes: number) => {
+    const start = "GET / HTTP/1.1\r\nHost: localhost\r\nX-Padding: ";
+    return start + "a".repeat(bytes - start.length - 4) + "\r\n\r\n";
+  };
+  assertEquals(headOf(maxHeadBytes).length, maxHeadBytes);
+
+  const atLimit = new MemoryConn(headOf(maxHeadBytes), { readSize: 1000 });
+  await handleInMemory(atLimit, { maxHeadBytes });
+  assertEquals(atLimit.response, OK_HELLO);
+
+  const overLimit = new MemoryConn(headOf(maxHeadBytes + 1), {
+    readSize: 1000,
+  });
+  const logs = await handleInMemory(overLimit, { maxHeadBytes });
+  assertEquals(
+    overLimit.response,
+    statusPage("431 Request Header Fields Too Large"),
+  );
+  assertMatch(logs[0], /^- 431 /);
+});
+
+Deno.test("handle() answers 408 and closes when the head is not complete in time", async () => {
+  const conn = new MemoryConn("GET / HTTP/1.1\r\nHost: loc", {
+    endOfInput: "wait",
+  });
+  const logs = await handleInMemory(conn, { headTimeoutMs: 100 });
+  assertEquals(conn.response, statusPage("408 Request Timeout"));
+  assert(conn.closed);
+  assertMatch(logs[0], /^- 408 /);
+});
+
+Deno.test("handle() closes quietly when the client leaves before a whole request", async () => {
+  const conn = new MemoryConn("GET / HT", { endOfInput: "eof" });
+  const logs = await handleInMemory(conn);
+  assertEquals(conn.response, "");
+  assert(conn.closed);
+  assertEquals(logs.length, 1);
+  assertMatch(logs[0], /^- closed by the client before a whole request /);
+});
+
+Deno.test("handle() never rejects when the client is gone, and logs one line", async () => {
+  const reset = new Deno.errors.ConnectionReset(
+    "Connection reset by peer (os error 104)",
+  );
+  const conn = new MemoryConn(get("/"), { failWrites: reset });
+  const logs = await handleInMemory(conn);
+  assert(conn.closed);
+  assertEquals(logs, [logs[0]]);
+  assertMatch(
+    logs[0],
+    /^GET \/ failed: Connection reset by peer \(os error 104\) \(\d+ ms\)$/,
+  );
+});
+
+Deno.test("handle() closes a connection still waiting for its head when the server shuts down", async () => {
+  const shutdown = new AbortController();
+  const conn = new MemoryConn("GET /", { endOfInput: "wait" });
+  const handled = handleInMemory(conn, {
+    shutdown: shutdown.signal,
+    headTimeoutMs: 60_000,
+  });
+  shutdown.abort();
+  const logs = await handled;
+  assert(conn.closed);
+  assertEquals(conn.response, "");
+  assertMatch(logs[0], /^- closed at shutdown before a whole request /);
+});
+
+Deno.test("handle() drops /sleep when the grace period ends", async () => {
+  const endOfGrace = new AbortController();
+  const conn = new MemoryConn(get("/sleep"));
+  const handled = handleInMemory(conn, {
+    abort: endOfGrace.signal,
+    sleepMs: 60_000,
+  });
+  setTimeout(() => endOfGrace.abort(), 20);
+  const logs = await handled;
+  assert(conn.closed);
+  assertEquals(conn.response, "");
+  assertMatch(logs[0], /^GET \/sleep dropped at the end of the grace period /);
+});
+
+// ---------------------------------------------------------------------------
+// On real sockets
+
+/** A server on a free port, stopped and awaited when disposed. */
+function startServer(
+  mode: Mode,
+  overrides: Partial<ServeOptions> = {},
+) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const controller = new AbortController();
+  const logs: string[] = [];
+  const served = serve(listener, {
+    ...DEFAULTS,
+    pages,
+    mode,
+    sleepMs: 500,
+    headTimeoutMs: 2000,
+    graceMs: 5000,
+    log: (line) => logs.push(line),
+    signal: controller.signal,
+    ...overrides,
+  });
+  const addr = { hostname: "127.0.0.1", port: listener.addr.port };
+  return {
+    addr,
+    url: `http://${addr.hostname}:${addr.port}`,
+    logs,
+    served,
+    async stop() {
+      controller.abort();
+      await served;
+    },
+    async [Symbol.asyncDispose]() {
+      await this.stop();
+    },
+  };
+}
+
+async function readToEnd(conn: Deno.Conn): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(4096);
+  for (
+    let n = await conn.read(buffer);
+    n !== null;
+    n = await conn.read(buffer)
+  ) {
+    chunks.push(buffer.slice(0, n));
+  }
+  return decoder.decode(new Uint8Array(chunks.flatMap((chunk) => [...chunk])));
+}
+
+async function writeAll(conn: Deno.Conn, text: string): Promise<void> {
+  const bytes = encoder.encode(text);
+  for (let written = 0; written < bytes.byteLength;) {
+    written += await conn.write(bytes.subarray(written));
+  }
+}
+
+/**
+ * Connects and sends `request`. Resolves once the request is written, with
+ * a promise of the whole response, so that callers control the order in
+ * which requests reach the server.
+ */
+async function send(
+  addr: Address,
+  request: string,
+): Promise<{ response: Promise<string> }> {
+  const conn = await Deno.connect(addr);
+  await writeAll(conn, request);
+  return { response: readToEnd(conn).finally(() => conn.close()) };
+}
+
+/** Where a test server listens. */
+type Address = { hostname: string; port: number };
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+Deno.test("serve() answers fetch() with the pages, and Content-Length is the body's length in bytes", async () => {
+  await using server = startServer("concurrent");
+  for (
+    const [path, status, page] of [["/", 200, hello], ["/sleep", 200, hello], [
+      "/nowhere",
+      404,
+      notFound,
+    ]] as const
+  ) {
+    const response = await fetch(server.url + path);
+    const body = new Uint8Array(await response.arrayBuffer());
+    assertEquals(response.status, status);
+    assertEquals(decoder.decode(body), page);
+    assertEquals(response.headers.get("content-type"), HTML);
+    assertEquals(
+      Number(response.headers.get("content-length")),
+      body.byteLength,
+    );
+  }
+  const head = await fetch(server.url + "/", { method: "HEAD" });
+  await head.body?.cancel();
+  assertEquals(head.status, 200);
+  assertEquals(
+    Number(head.headers.get("content-length")),
+    pages.hello.byteLength,
+  );
+});
+
+Deno.test("serve() answers raw TCP, the request sent in pieces", async () => {
+  await using server = startServer("serial");
+  const conn = await Deno.connect(server.addr);
+  const request = get("/");
+  for (let i = 0; i < request.length; i += 4) {
+    await writeAll(conn, request.slice(i, i + 4));
+    await delay(1);
+  }
+  const response = await readToEnd(conn);
+  conn.close();
+  assertEquals(response, OK_HELLO);
+});
+
+for (
+  const [mode, order] of [["serial", ["/sleep", "/"]], ["concurrent", [
+    "/",
+    "/sleep",
+  ]]] as const
+) {
+  Deno.test(`serve() in ${mode} mode answers a later / ${mode === "serial" ? "only after" : "before"} an earlier /sleep`, async () => {
+    // The sleep is long next to what / takes, so the order cannot be an
+    // accident of a busy machine.
+    await using server = startServer(mode, { sleepMs: 500 });
+    const finished: string[] = [];
+    const slow = await send(server.addr, get("/sleep"));
+    const fast = await send(server.addr, get("/"));
+    const responses = await Promise.all([
+      slow.response.then((response) => (finished.push("/sleep"), response)),
+      fast.response.then((response) => (finished.push("/"), response)),
+    ]);
+    assertEquals(responses, [OK_HELLO, OK_HELLO]);
+    assertEquals(finished, [...order]);
+  });
+}
+
+for (const mode of ["serial", "concurrent"] as const) {
+  Deno.test(`serve() in ${mode} mode keeps serving after clients leave mid-request and during /sleep`, async () => {
+    const server = startServer(mode, { sleepMs: 200 });
+    try {
+      const midRequest = await Deno.connect(server.addr);
+      await writeAll(midRequest, "GET /sle");
+      midRequest.close();
+
+      const duringSleep = await Deno.connect(server.addr);
+      await writeAll(duringSleep, get("/sleep"));
+      await delay(50);
+      duringSleep.close();
+
+      assertEquals(
+        await (await send(server.addr, get("/"))).response,
+        OK_HELLO,
+      );
+    } finally {
+      await server.stop();
+    }
+    // Three connections: at most one line each, none with a stack trace.
+    const requestLines = server.logs.filter((line) =>
+      !line.startsWith("Stopping")
+    );
+    assertEquals(requestLines.length, 3, requestLines.join("\n"));
+    for (const line of requestLines) assertNotMatch(line, /\n/);
+    assertStringIncludes(requestLines.join("\n"), "GET / 200");
+  });
+}
+
+Deno.test("serve() stops on abort: lets /sleep finish, then frees the port", async () => {
+  const server = startServer("concurrent", { sleepMs: 300 });
+  const slow = await send(server.addr, get("/sleep"));
+  await delay(50);
+  await server.stop();
+  assertEquals(await slow.response, OK_HELLO);
+  await assertRefused(server.addr);
+  // The port is free to listen on again.
+  Deno.listen(server.addr).close();
+});
+
+Deno.test("serve() drops requests still in flight when the grace period ends", async () => {
+  const server = startServer("concurrent", { sleepMs: 60_000, graceMs: 100 });
+  const slow = await send(server.addr, get("/sleep"));
+  await delay(50);
+  const stopped = performance.now();
+  await server.stop();
+  assertLess(performance.now() - stopped, 30_000);
+  assertEquals(await slow.response, "");
+  assertStringIncludes(
+    server.logs.join("\n"),
+    "GET /sleep dropped at the end of the grace period",
+  );
+});
+
+async function assertRefused(addr: Address): Promise<void> {
+  try {
+    const conn = await Deno.connect(addr);
+    conn.close();
+  } catch (error) {
+    assert(error instanceof Deno.errors.ConnectionRefused, String(error));
+    return;
+  }
+  throw new Error(`Still accepting connections on port ${addr.port}`);
+}
+
+// ---------------------------------------------------------------------------
+// The command line
+
+Deno.test("parseCommandLine() takes the mode and flags, with defaults for the rest", () => {
+  assertEquals(parseCommandLine([]).mode, "concurrent");
+  const options = parseCommandLine([
+    "serial",
+    "--port=0",
+    "--hostname=::1",
+    "--sleep-ms=250",
+  ]);
+  assertEquals(
+    [
+      options.mode,
+      options.port,
+      options.hostname,
+      options.sleepMs,
+      options.headTimeoutMs,
+    ],
+    ["serial", 0, "::1", 250, DEFAULTS.headTimeoutMs],
+  );
+});
+
+const folder = Deno.realPathSync(new URL("./", import.meta.url));
+const mainUrl = new URL("./main.ts", import.meta.url).href;
+
+/**
+ * `deno run main.ts` as a person runs it, but without deno.json and from
+ * another working directory, as after copying main.ts and the pages away.
+ */
+function mainCommand(args: string[]): Deno.Command {
+  // "deno" from PATH, not Deno.execPath(): the test task may run only that.
+  return new Deno.Command("deno", {
+    args: [
+      "run",
+      "--no-config",
+      "--allow-net=127.0.0.1",
+      `--allow-read=${folder}`,
+      mainUrl,
+      ...args,
+    ],
+    cwd: new URL("../", import.meta.url),
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+Deno.test("main.ts rejects a mistake on the command line with one line, the usage and exit code 2", async () => {
+  for (
+    const [args, message] of [
+      [["parallel"], 'Unknown argument "parallel"'],
+      [["--port=http"], '--port needs a whole number, not "http"'],
+      [["--port=70000"], "--port must be from 0 to 65535, not 70000"],
+      [["--sleep-ms"], 'Unknown argument "--sleep-ms"'],
+    ]
+  ) {
+    const { code, stdout, stderr } = await mainCommand(args as string[])
+      .output();
+    assertEquals(code, 2);
+    assertEquals(decoder.decode(stdout), "");
+    const lines = decoder.decode(stderr).trimEnd().split("\n");
+    assertEquals(lines.length, 2, lines.join("\n"));
+    assertEquals(lines[0], `error: ${message}`);
+    assertMatch(lines[1], /^Usage: main\.ts \[serial\|concurrent\]/);
+  }
+});
+
+Deno.test("main.ts reports a port in use in one line and exits 1", async () => {
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { code, stdout, stderr } = await mainCommand([
+    `--port=${taken.addr.port}`,
+  ]).output();
+  assertEquals(code, 1);
+  assertEquals(decoder.decode(stdout), "");
+  assertEquals(
+    decoder.decode(stderr),
+    `error: Address 127.0.0.1:${taken.addr.port} is already in use; stop what uses it or choose another --port\n`,
+  );
+});
+
+Deno.test("main.ts runs without deno.json from another folder, serves, and exits 0 on SIGTERM", async () => {
+  const child = mainCommand(["serial", "--port=0"]).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).values();
+  let output = "";
+  while (!output.includes("\n")) {
+    const { value, done } = await lines.next();
+    if (done) break;
+    output += value;
+  }
+  const url = /Listening on (http:\/\/127\.0\.0\.1:\d+\/) \(serial\)/.exec(
+    output,
+  )?.[1];
+  try {
+    assert(url, `No "Listening on" line in: ${output}`);
+    const response = await fetch(url);
+    assertEquals(await response.text(), hello);
+  } finally {
+    child.kill("SIGTERM");
+  }
+  for await (const chunk of lines) output += chunk;
+  const [status, stderr] = await Promise.all([
+    child.status,
+    new Response(child.stderr).text(),
+  ]);
+  assertEquals(status.code, 0, stderr);
+  assertEquals(stderr, "");
+  assertMatch(output, /GET \/ 200 \(\d+ ms\)\n/);
+  assertMatch(output, /Stopped\n$/);
+});
