@@ -72,6 +72,12 @@ export interface ServeOptions
   /** Whether the accept loop awaits each connection or detaches it. */
   mode: Mode;
   /**
+   * In concurrent mode, how many connections may be served at once. At the
+   * limit the loop waits for one to finish before it accepts again, like
+   * `for_each_concurrent(limit)` in Rust; a limit of 1 is serial mode.
+   */
+  maxInFlight: number;
+  /**
    * Once `signal` is aborted, how long requests in flight may take to
    * finish, in milliseconds, before they are dropped.
    */
@@ -86,6 +92,7 @@ export interface ServeOptions
 /** The defaults of the command line, which are also sensible for `serve()`. */
 export const DEFAULTS = {
   mode: "concurrent",
+  maxInFlight: Infinity,
   hostname: "127.0.0.1",
   port: 7878,
   sleepMs: 5000,
@@ -133,7 +140,7 @@ export async function serve(
   listener: Deno.Listener,
   options: ServeOptions,
 ): Promise<void> {
-  const { mode, graceMs, signal, ...limits } = options;
+  const { mode, maxInFlight, graceMs, signal, ...limits } = options;
   const endOfGrace = new AbortController();
   const handleOptions: HandleOptions = {
     ...limits,
@@ -168,6 +175,9 @@ export async function serve(
         const handling = handle(conn, handleOptions);
         inFlight.add(handling);
         handling.then(() => inFlight.delete(handling));
+        // With a limit, a full house makes the loop wait for one client to
+        // finish before it accepts another; the rest queue in the backlog.
+        if (inFlight.size >= maxInFlight) await Promise.race(inFlight);
       }
     }
     await Promise.all(inFlight);
@@ -507,15 +517,15 @@ function report(log: HandleOptions["log"], line: string): void {
 }
 
 /**
- * One line about an error. Network errors are expected, so their message
- * is enough; anything else is a bug, and its stack says where.
+ * One line about an error. Errors from the network or the system (they
+ * carry an errno `code`, or are one of `Deno.errors`) are expected, so their
+ * message is enough; anything else is a bug, and its stack says where.
  */
 function describe(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
-  if (Object.values(Deno.errors).some((kind) => error instanceof kind)) {
-    return error.message;
-  }
-  return error.stack ?? error.message;
+  const expected = "code" in error ||
+    Object.values(Deno.errors).some((kind) => error instanceof kind);
+  return expected ? error.message : error.stack ?? error.message;
 }
 
 /**
@@ -544,6 +554,7 @@ export async function loadPages(
 /** What the command line chooses. */
 export interface CommandLine {
   mode: Mode;
+  maxInFlight: number;
   hostname: string;
   port: number;
   sleepMs: number;
@@ -554,7 +565,7 @@ export interface CommandLine {
 
 /** The command line, as printed by `--help` and after a mistake. */
 export const USAGE =
-  "Usage: main.ts [serial|concurrent] [--port=N] [--hostname=H] [--sleep-ms=N] [--head-timeout-ms=N] [--grace-ms=N]";
+  "Usage: main.ts [serial|concurrent] [--port=N] [--hostname=H] [--sleep-ms=N] [--head-timeout-ms=N] [--grace-ms=N] [--max-in-flight=N]";
 
 const LONGEST_TIMER_MS = 2 ** 31 - 1;
 
@@ -580,6 +591,7 @@ const LONGEST_TIMER_MS = 2 ** 31 - 1;
 export function parseCommandLine(args: readonly string[]): CommandLine {
   const options: CommandLine = {
     mode: DEFAULTS.mode,
+    maxInFlight: DEFAULTS.maxInFlight,
     hostname: DEFAULTS.hostname,
     port: DEFAULTS.port,
     sleepMs: DEFAULTS.sleepMs,
@@ -613,6 +625,14 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
         break;
       case "grace-ms":
         options.graceMs = wholeNumber(name, value, 0, LONGEST_TIMER_MS);
+        break;
+      case "max-in-flight":
+        options.maxInFlight = wholeNumber(
+          name,
+          value,
+          1,
+          Number.MAX_SAFE_INTEGER,
+        );
         break;
       default:
         throw new TypeError(`Unknown argument "${arg}"`);

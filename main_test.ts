@@ -18,6 +18,14 @@ import {
   serve,
   type ServeOptions,
 } from "./main.ts";
+import {
+  type Address,
+  garbageHeads,
+  readToEnd,
+  send,
+  sendGarbage,
+  writeAll,
+} from "./tools/clients.ts";
 
 const pages = await loadPages();
 const decoder = new TextDecoder();
@@ -309,6 +317,30 @@ Deno.test("handle() never rejects when the client is gone, and logs one line", a
   );
 });
 
+Deno.test("handle() never rejects when a read fails, and logs one line", async () => {
+  const conn = new MemoryConn("GET / HTTP/1.1\r\n", { endOfInput: "eof" });
+  const reset = new Deno.errors.ConnectionReset(
+    "Connection reset by peer (os error 104)",
+  );
+  const failingConn: Connection = {
+    read: (buffer) => conn.read(buffer).then((n) => n ?? Promise.reject(reset)),
+    write: (bytes) => conn.write(bytes),
+    close: () => conn.close(),
+  };
+  const logs: string[] = [];
+  await handle(failingConn, {
+    ...DEFAULTS,
+    pages,
+    log: (line) => logs.push(line),
+  });
+  assert(conn.closed);
+  assertEquals(logs.length, 1);
+  assertMatch(
+    logs[0],
+    /^- failed: Connection reset by peer \(os error 104\) \(\d+ ms\)$/,
+  );
+});
+
 Deno.test("handle() closes a connection still waiting for its head when the server shuts down", async () => {
   const shutdown = new AbortController();
   const conn = new MemoryConn("GET /", { endOfInput: "wait" });
@@ -375,43 +407,6 @@ function startServer(
   };
 }
 
-async function readToEnd(conn: Deno.Conn): Promise<string> {
-  const chunks: Uint8Array[] = [];
-  const buffer = new Uint8Array(4096);
-  for (
-    let n = await conn.read(buffer);
-    n !== null;
-    n = await conn.read(buffer)
-  ) {
-    chunks.push(buffer.slice(0, n));
-  }
-  return decoder.decode(new Uint8Array(chunks.flatMap((chunk) => [...chunk])));
-}
-
-async function writeAll(conn: Deno.Conn, text: string): Promise<void> {
-  const bytes = encoder.encode(text);
-  for (let written = 0; written < bytes.byteLength;) {
-    written += await conn.write(bytes.subarray(written));
-  }
-}
-
-/**
- * Connects and sends `request`. Resolves once the request is written, with
- * a promise of the whole response, so that callers control the order in
- * which requests reach the server.
- */
-async function send(
-  addr: Address,
-  request: string,
-): Promise<{ response: Promise<string> }> {
-  const conn = await Deno.connect(addr);
-  await writeAll(conn, request);
-  return { response: readToEnd(conn).finally(() => conn.close()) };
-}
-
-/** Where a test server listens. */
-type Address = { hostname: string; port: number };
-
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -457,16 +452,24 @@ Deno.test("serve() answers raw TCP, the request sent in pieces", async () => {
   assertEquals(response, OK_HELLO);
 });
 
-for (
-  const [mode, order] of [["serial", ["/sleep", "/"]], ["concurrent", [
-    "/",
-    "/sleep",
-  ]]] as const
-) {
-  Deno.test(`serve() in ${mode} mode answers a later / ${mode === "serial" ? "only after" : "before"} an earlier /sleep`, async () => {
+const orderCases = [
+  { mode: "serial", order: ["/sleep", "/"] },
+  { mode: "concurrent", order: ["/", "/sleep"] },
+  // A limit of one in flight is serial mode by another name.
+  { mode: "concurrent", maxInFlight: 1, order: ["/sleep", "/"] },
+  { mode: "concurrent", maxInFlight: 2, order: ["/", "/sleep"] },
+] as const;
+
+for (const { mode, order, ...limit } of orderCases) {
+  const name = `serve() in ${mode} mode${
+    "maxInFlight" in limit ? ` with maxInFlight ${limit.maxInFlight}` : ""
+  } answers a later / ${
+    order[0] === "/sleep" ? "only after" : "before"
+  } an earlier /sleep`;
+  Deno.test(name, async () => {
     // The sleep is long next to what / takes, so the order cannot be an
     // accident of a busy machine.
-    await using server = startServer(mode, { sleepMs: 500 });
+    await using server = startServer(mode, { sleepMs: 500, ...limit });
     const finished: string[] = [];
     const slow = await send(server.addr, get("/sleep"));
     const fast = await send(server.addr, get("/"));
@@ -480,7 +483,7 @@ for (
 }
 
 for (const mode of ["serial", "concurrent"] as const) {
-  Deno.test(`serve() in ${mode} mode keeps serving after clients leave mid-request and during /sleep`, async () => {
+  Deno.test(`serve() in ${mode} mode keeps serving after clients leave mid-request, during /sleep and before reading`, async () => {
     const server = startServer(mode, { sleepMs: 200 });
     try {
       const midRequest = await Deno.connect(server.addr);
@@ -492,6 +495,11 @@ for (const mode of ["serial", "concurrent"] as const) {
       await delay(50);
       duringSleep.close();
 
+      // Closing with the response unread makes the client's side reset.
+      const neverReads = await Deno.connect(server.addr);
+      await writeAll(neverReads, get("/"));
+      neverReads.close();
+
       assertEquals(
         await (await send(server.addr, get("/"))).response,
         OK_HELLO,
@@ -499,11 +507,11 @@ for (const mode of ["serial", "concurrent"] as const) {
     } finally {
       await server.stop();
     }
-    // Three connections: at most one line each, none with a stack trace.
+    // Four connections: at most one line each, none with a stack trace.
     const requestLines = server.logs.filter((line) =>
       !line.startsWith("Stopping")
     );
-    assertEquals(requestLines.length, 3, requestLines.join("\n"));
+    assertEquals(requestLines.length, 4, requestLines.join("\n"));
     for (const line of requestLines) assertNotMatch(line, /\n/);
     assertStringIncludes(requestLines.join("\n"), "GET / 200");
   });
@@ -532,6 +540,79 @@ Deno.test("serve() drops requests still in flight when the grace period ends", a
     server.logs.join("\n"),
     "GET /sleep dropped at the end of the grace period",
   );
+});
+
+Deno.test("serve() answers thousands of garbage heads with a 4xx or a close, and keeps serving", async () => {
+  const seed = 20261126;
+  const heads = garbageHeads(2000, seed);
+  await using server = startServer("concurrent", { headTimeoutMs: 5000 });
+  const answers: string[] = [];
+  for (let i = 0; i < heads.length; i += 50) {
+    answers.push(
+      ...await Promise.all(
+        heads.slice(i, i + 50).map((head) => sendGarbage(server.addr, head)),
+      ),
+    );
+  }
+  answers.forEach((answer, i) => {
+    if (answer !== "") {
+      assertMatch(
+        answer,
+        /^HTTP\/1\.1 4\d\d /,
+        `seed ${seed}, head ${i}: ${
+          JSON.stringify(decoder.decode(heads[i]).slice(0, 80))
+        }`,
+      );
+    }
+  });
+  assertGreaterOrEqual(
+    answers.filter((answer) => answer.startsWith("HTTP/1.1 400 ")).length,
+    500,
+  );
+  assertEquals(await (await send(server.addr, get("/"))).response, OK_HELLO);
+  // One line per connection, and never a stack trace.
+  assertEquals(server.logs.length, heads.length + 1);
+  for (const line of server.logs) assertNotMatch(line, /\n/);
+});
+
+Deno.test("serve() in concurrent mode answers / while clients stall mid-head, and then answers each 408", async () => {
+  const stalled = 100;
+  await using server = startServer("concurrent", { headTimeoutMs: 1000 });
+  const finished: string[] = [];
+  const slowClients = [];
+  for (let i = 0; i < stalled; i++) {
+    const client = await send(server.addr, "GET / HTTP/1.1\r\nHo");
+    slowClients.push(client.response.then((response) => {
+      finished.push("stalled");
+      return response;
+    }));
+  }
+  const fast = await send(server.addr, get("/"));
+  assertEquals(await fast.response, OK_HELLO);
+  finished.push("/");
+  const responses = await Promise.all(slowClients);
+  assertEquals(finished.indexOf("/"), 0);
+  for (const response of responses) {
+    assertEquals(response, statusPage("408 Request Timeout"));
+  }
+});
+
+Deno.test("serve() in serial mode is held by an idle connection only until the head timeout", async () => {
+  // A browser's speculative preconnect: a connection that sends nothing.
+  await using server = startServer("serial", { headTimeoutMs: 300 });
+  const finished: string[] = [];
+  const idle = await send(server.addr, "");
+  const idleAnswer = idle.response.then((
+    response,
+  ) => (finished.push("idle"), response));
+  const started = performance.now();
+  const fast = await send(server.addr, get("/"));
+  assertEquals(await fast.response, OK_HELLO);
+  finished.push("/");
+  assertEquals(await idleAnswer, statusPage("408 Request Timeout"));
+  assertEquals(finished, ["idle", "/"]);
+  // Held for the head timeout, not for ever; the margin is generous.
+  assertLess(performance.now() - started, 10_000);
 });
 
 async function assertRefused(addr: Address): Promise<void> {
@@ -624,6 +705,44 @@ Deno.test("main.ts reports a port in use in one line and exits 1", async () => {
     `error: Address 127.0.0.1:${taken.addr.port} is already in use; stop what uses it or choose another --port\n`,
   );
 });
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.test({
+    name:
+      `main.ts on ${signal} lets a /sleep in flight finish, exits 0 and frees the port`,
+    ignore: Deno.build.os === "windows",
+    async fn() {
+      const child = mainCommand(["--port=0", "--sleep-ms=500"]).spawn();
+      const stdout = child.stdout.pipeThrough(new TextDecoderStream()).values();
+      let output = "";
+      while (!output.includes("\n")) {
+        const { value, done } = await stdout.next();
+        if (done) break;
+        output += value;
+      }
+      const port = Number(
+        /Listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(output)?.[1],
+      );
+      let slow;
+      try {
+        slow = await send({ hostname: "127.0.0.1", port }, get("/sleep"));
+        await delay(100);
+      } finally {
+        child.kill(signal);
+      }
+      assertEquals(await slow.response, OK_HELLO);
+      for await (const chunk of stdout) output += chunk;
+      const [status, stderr] = await Promise.all([
+        child.status,
+        new Response(child.stderr).text(),
+      ]);
+      assertEquals(status.code, 0, stderr);
+      assertMatch(output, /Stopping: no new connections/);
+      assertMatch(output, /GET \/sleep 200 \(\d+ ms\)\n.*Stopped\n$/s);
+      await assertRefused({ hostname: "127.0.0.1", port });
+    },
+  });
+}
 
 Deno.test("main.ts runs without deno.json from another folder, serves, and exits 0 on SIGTERM", async () => {
   const child = mainCommand(["serial", "--port=0"]).spawn();
