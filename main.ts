@@ -27,7 +27,7 @@ export type Mode = "serial" | "concurrent";
 
 /** The two pages the server sends, as bytes ready to write. */
 export interface Pages {
-  /** Sent for `/` and `/sleep`. */
+  /** Sent for `/`, `/sleep` and `/block`. */
   hello: Uint8Array;
   /** Sent, with status 404, for any other path. */
   notFound: Uint8Array;
@@ -43,7 +43,10 @@ export type Connection = Pick<Deno.Conn, "read" | "write" | "close">;
 export interface HandleOptions {
   /** The pages to send; see {@linkcode loadPages}. */
   pages: Pages;
-  /** How long `/sleep` waits before it answers, in milliseconds. */
+  /**
+   * How long `/sleep` waits, and `/block` keeps the thread busy, before it
+   * answers, in milliseconds.
+   */
   sleepMs: number;
   /**
    * How long a client has to send its whole request head, in milliseconds.
@@ -193,6 +196,8 @@ export async function serve(
  * - `GET /` answers 200 with the hello page.
  * - `GET /sleep` waits `sleepMs` on a timer, which blocks nothing else, then
  *   answers like `/`.
+ * - `GET /block` keeps the thread busy for `sleepMs`, which blocks everything
+ *   else, then answers like `/`.
  * - Any other path answers 404 with the not-found page.
  * - `HEAD` answers as `GET` would, without the body; other methods get 405.
  * - A malformed request gets 400, a head over `maxHeadBytes` gets 431 and a
@@ -275,8 +280,24 @@ async function answer(
         return "dropped at the end of the grace period";
       }
       return await respond(conn, 200, HTML, hello, withBody);
+    case "/block":
+      blockFor(options.sleepMs);
+      return await respond(conn, 200, HTML, hello, withBody);
     default:
       return await respond(conn, 404, HTML, notFound, withBody);
+  }
+}
+
+/**
+ * Keeps the thread busy for `ms` milliseconds without ever awaiting: the
+ * async book's warning made concrete. While this runs, nothing else does,
+ * not even the accept loop, so it stalls a concurrent server as surely as
+ * `/sleep` stalls a serial one.
+ */
+function blockFor(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    // Spin: this is the point.
   }
 }
 

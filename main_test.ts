@@ -26,6 +26,7 @@ import {
   sendGarbage,
   writeAll,
 } from "./tools/clients.ts";
+import { startServerProcess } from "./tools/server_process.ts";
 
 const pages = await loadPages();
 const decoder = new TextDecoder();
@@ -453,32 +454,54 @@ Deno.test("serve() answers raw TCP, the request sent in pieces", async () => {
 });
 
 const orderCases = [
-  { mode: "serial", order: ["/sleep", "/"] },
-  { mode: "concurrent", order: ["/", "/sleep"] },
+  { mode: "serial", slow: "/sleep", first: "/sleep" },
+  { mode: "concurrent", slow: "/sleep", first: "/" },
   // A limit of one in flight is serial mode by another name.
-  { mode: "concurrent", maxInFlight: 1, order: ["/sleep", "/"] },
-  { mode: "concurrent", maxInFlight: 2, order: ["/", "/sleep"] },
+  { mode: "concurrent", slow: "/sleep", maxInFlight: 1, first: "/sleep" },
+  { mode: "concurrent", slow: "/sleep", maxInFlight: 2, first: "/" },
 ] as const;
 
-for (const { mode, order, ...limit } of orderCases) {
+for (const { mode, slow, first, ...limit } of orderCases) {
   const name = `serve() in ${mode} mode${
     "maxInFlight" in limit ? ` with maxInFlight ${limit.maxInFlight}` : ""
   } answers a later / ${
-    order[0] === "/sleep" ? "only after" : "before"
-  } an earlier /sleep`;
+    first === slow ? "only after" : "before"
+  } an earlier ${slow}`;
   Deno.test(name, async () => {
-    // The sleep is long next to what / takes, so the order cannot be an
-    // accident of a busy machine.
+    // The slow request is slow next to what / takes, so the order cannot be
+    // an accident of a busy machine.
     await using server = startServer(mode, { sleepMs: 500, ...limit });
     const finished: string[] = [];
-    const slow = await send(server.addr, get("/sleep"));
+    const slowRequest = await send(server.addr, get(slow));
     const fast = await send(server.addr, get("/"));
     const responses = await Promise.all([
-      slow.response.then((response) => (finished.push("/sleep"), response)),
+      slowRequest.response.then((response) => (finished.push(slow), response)),
       fast.response.then((response) => (finished.push("/"), response)),
     ]);
     assertEquals(responses, [OK_HELLO, OK_HELLO]);
-    assertEquals(finished, [...order]);
+    assertEquals(finished[0], first);
+  });
+}
+
+for (const mode of ["serial", "concurrent"] as const) {
+  Deno.test(`main.ts in ${mode} mode answers a later / only after an earlier /block`, async () => {
+    // Work that never awaits holds the only thread, so concurrency is gone.
+    // The server runs in a process of its own: spinning in this one would
+    // stall the test's clients too, and prove nothing.
+    await using server = await startServerProcess([mode, "--sleep-ms=500"]);
+    const addr = { hostname: "127.0.0.1", port: server.port };
+    const finished: string[] = [];
+    const blocking = await send(addr, get("/block"));
+    // /block spins only once its head is read: give the server ample time
+    // for that, so that / arrives while it spins.
+    await delay(150);
+    const fast = await send(addr, get("/"));
+    const responses = await Promise.all([
+      blocking.response.then((response) => (finished.push("/block"), response)),
+      fast.response.then((response) => (finished.push("/"), response)),
+    ]);
+    assertEquals(responses, [OK_HELLO, OK_HELLO]);
+    assertEquals(finished, ["/block", "/"]);
   });
 }
 
