@@ -258,7 +258,7 @@ async function answer(
     case "shutdown":
       return "closed at shutdown before a whole request";
     case "timeout":
-      return await respondWithStatus(conn, 408);
+      return 408; // answered by endHeadWait()
     case "too large":
       return await respondWithStatus(conn, 431);
   }
@@ -302,31 +302,23 @@ function blockFor(ms: number): void {
 }
 
 /** Why no request head could be read. */
-type NoHead = "closed" | "shutdown" | "timeout" | "too large";
+type NoHead = "closed" | "too large" | HeadWaitEnd;
 
 /**
  * Reads from `conn` until the blank line that ends a request head, however
- * the bytes are split across reads. Returns the head, without what follows
- * it, or why there is none.
+ * the bytes are split across reads, but no longer than `headTimeoutMs` and
+ * not past a shutdown. Returns the head, without what follows it, or why
+ * there is none.
  */
 async function readHead(
   conn: Connection,
-  options: HandleOptions,
+  { headTimeoutMs, maxHeadBytes, shutdown }: HandleOptions,
 ): Promise<Uint8Array | NoHead> {
-  const { headTimeoutMs, maxHeadBytes, shutdown } = options;
   // Most heads are a few hundred bytes: start small and grow up to the
   // limit, so that thousands of waiting connections cost little memory.
   let buffer = new Uint8Array(Math.min(FIRST_READ_BYTES, maxHeadBytes));
   let length = 0;
-
-  let interrupt!: (why: "timeout" | "shutdown") => void;
-  const interrupted = new Promise<"timeout" | "shutdown">((resolve) => {
-    interrupt = resolve;
-  });
-  const timer = setTimeout(() => interrupt("timeout"), headTimeoutMs);
-  const onShutdown = () => interrupt("shutdown");
-  if (shutdown?.aborted) onShutdown();
-  shutdown?.addEventListener("abort", onShutdown, { once: true });
+  const wait = startHeadWait(conn, headTimeoutMs, shutdown);
   try {
     while (true) {
       if (length === buffer.length) {
@@ -335,14 +327,14 @@ async function readHead(
         larger.set(buffer);
         buffer = larger;
       }
-      const reading = conn.read(buffer.subarray(length));
-      const read = await Promise.race([reading, interrupted]);
-      if (typeof read === "string") {
-        // The read stays pending until the connection is closed, and then
-        // fails; that failure means nothing any more.
-        reading.catch(() => {});
-        return read;
+      let read: number | null;
+      try {
+        read = await conn.read(buffer.subarray(length));
+      } catch (error) {
+        if (wait.ended) return wait.ended; // closed by endHeadWait()
+        throw error;
       }
+      if (wait.ended) return wait.ended;
       if (read === null) return "closed";
       // The blank line may straddle two reads, so look back a little.
       const searchFrom = Math.max(0, length - 3);
@@ -351,9 +343,70 @@ async function readHead(
       if (end !== -1) return buffer.subarray(0, end);
     }
   } finally {
-    clearTimeout(timer);
-    shutdown?.removeEventListener("abort", onShutdown);
+    stopHeadWait(wait);
   }
+}
+
+/** Why a connection stopped waiting for its head before it came. */
+type HeadWaitEnd = "timeout" | "shutdown";
+
+/** A connection waiting for its request head. */
+interface HeadWait {
+  conn: Connection;
+  deadline: number;
+  shutdown: AbortSignal | undefined;
+  /** Set once the wait is ended from outside, by {@linkcode endHeadWait}. */
+  ended?: HeadWaitEnd;
+}
+
+/**
+ * Every connection still waiting for its head, checked by one timer every
+ * {@linkcode HEAD_WAIT_CHECK_MS}. With thousands of connections waiting, a
+ * timer, an abort listener and a promise race of their own each would cost
+ * more memory than the connections themselves.
+ */
+const headWaits = new Set<HeadWait>();
+let headWaitTimer: ReturnType<typeof setInterval> | undefined;
+
+function startHeadWait(
+  conn: Connection,
+  timeoutMs: number,
+  shutdown: AbortSignal | undefined,
+): HeadWait {
+  const wait = { conn, deadline: performance.now() + timeoutMs, shutdown };
+  headWaits.add(wait);
+  headWaitTimer ??= setInterval(checkHeadWaits, HEAD_WAIT_CHECK_MS);
+  return wait;
+}
+
+function stopHeadWait(wait: HeadWait): void {
+  headWaits.delete(wait);
+  if (headWaits.size === 0) {
+    clearInterval(headWaitTimer);
+    headWaitTimer = undefined;
+  }
+}
+
+function checkHeadWaits(): void {
+  const now = performance.now();
+  for (const wait of headWaits) {
+    if (wait.shutdown?.aborted) endHeadWait(wait, "shutdown");
+    else if (now >= wait.deadline) endHeadWait(wait, "timeout");
+  }
+}
+
+/**
+ * Ends a wait from outside. A pending read stops only when its connection
+ * is closed, so a client that ran out of time is answered 408 first; its
+ * read then fails, and readHead() returns `why` instead of the error.
+ */
+function endHeadWait(wait: HeadWait, why: HeadWaitEnd): void {
+  stopHeadWait(wait);
+  wait.ended = why;
+  if (why === "shutdown") return closeQuietly(wait.conn);
+  respondWithStatus(wait.conn, 408)
+    .catch(() => {}) // a client too slow to send a head may be gone too
+    .finally(() => closeQuietly(wait.conn));
 }
 
 /**
@@ -496,8 +549,9 @@ async function* acceptEach(
 }
 
 const MIN_ACCEPT_PAUSE_MS = 10;
+const HEAD_WAIT_CHECK_MS = 50;
 const MAX_ACCEPT_PAUSE_MS = 1000;
-const FIRST_READ_BYTES = 1024;
+const FIRST_READ_BYTES = 256;
 const LF = 0x0a;
 const CR = 0x0d;
 const encoder = new TextEncoder();

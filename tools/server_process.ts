@@ -13,6 +13,8 @@ const mainUrl = new URL("../main.ts", import.meta.url).href;
 export interface ServerProcess extends AsyncDisposable {
   /** The port it listens on, on 127.0.0.1. */
   readonly port: number;
+  /** Its process id. */
+  readonly pid: number;
   /** Every line it has printed so far. */
   readonly lines: readonly string[];
   /** Its resident memory now, in bytes, as `ps` reports it. */
@@ -33,8 +35,11 @@ export interface ServerProcess extends AsyncDisposable {
  */
 export async function startServerProcess(
   args: readonly string[],
-  { openFilesLimit, v8Flags }: { openFilesLimit?: number; v8Flags?: string } =
-    {},
+  { openFilesLimit, v8Flags, script }: {
+    openFilesLimit?: number;
+    v8Flags?: string;
+    script?: string;
+  } = {},
 ): Promise<ServerProcess> {
   const deno = [
     "deno",
@@ -42,7 +47,7 @@ export async function startServerProcess(
     ...(v8Flags === undefined ? [] : [`--v8-flags=${v8Flags}`]),
     "--allow-net=127.0.0.1",
     `--allow-read=${folder}`,
-    mainUrl,
+    script ?? mainUrl,
     "--port=0",
     ...args,
   ];
@@ -93,6 +98,7 @@ export async function startServerProcess(
   };
   return {
     port,
+    pid: child.pid,
     lines,
     async residentBytes() {
       // Deno reads /proc/<pid> only with --allow-all; ps reads it for us.

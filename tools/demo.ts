@@ -1,0 +1,139 @@
+/**
+ * The async book's slow-request experiment in one command: for serial mode,
+ * concurrent mode and concurrent mode with the CPU-bound `/block`, start
+ * `main.ts`, send one slow request, then a few `/` shortly after, and draw
+ * when each request was sent and when its answer came back.
+ *
+ * ```sh
+ * deno task demo                  # /sleep and /block take 1500 ms
+ * deno task demo --sleep-ms=3000
+ * ```
+ *
+ * @module
+ */
+
+import { send } from "./clients.ts";
+import { startServerProcess } from "./server_process.ts";
+
+interface Scenario {
+  mode: "serial" | "concurrent";
+  slow: "/sleep" | "/block";
+}
+
+interface Timing {
+  path: string;
+  sentMs: number;
+  answeredMs: number;
+}
+
+const SCENARIOS: Scenario[] = [
+  { mode: "serial", slow: "/sleep" },
+  { mode: "concurrent", slow: "/sleep" },
+  { mode: "concurrent", slow: "/block" },
+];
+const FAST_REQUESTS = 3;
+const BAR_COLUMNS = 50;
+
+/** Runs one scenario and returns, for each request, when it was sent and answered. */
+async function run(
+  { mode, slow }: Scenario,
+  sleepMs: number,
+): Promise<Timing[]> {
+  await using server = await startServerProcess([
+    mode,
+    `--sleep-ms=${sleepMs}`,
+  ]);
+  const addr = { hostname: "127.0.0.1", port: server.port };
+  const started = performance.now();
+  const since = () => performance.now() - started;
+  const request = async (path: string) => {
+    const sentMs = since();
+    const { response } = await send(
+      addr,
+      `GET ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`,
+    );
+    const answer = await response;
+    if (!answer.startsWith("HTTP/1.1 200 ")) {
+      throw new Error(`${path} was answered ${answer.slice(0, 30)}`);
+    }
+    return { path, sentMs, answeredMs: since() };
+  };
+  const requests = [request(slow)];
+  // Shortly after the slow request, and while it is surely still running.
+  const gapMs = Math.min(200, sleepMs / 4);
+  for (let i = 1; i <= FAST_REQUESTS; i++) {
+    await new Promise((resolve) => setTimeout(resolve, gapMs));
+    requests.push(request("/"));
+  }
+  return await Promise.all(requests);
+}
+
+/** One row: the request, a bar from when it was sent to when it was answered, and how long that took. */
+function row({ path, sentMs, answeredMs }: Timing, axisMs: number): string {
+  const column = (ms: number) => Math.round((ms / axisMs) * BAR_COLUMNS);
+  const from = column(sentMs);
+  const to = Math.max(column(answeredMs), from + 1);
+  const bar = " ".repeat(from) + "█".repeat(to - from) +
+    " ".repeat(BAR_COLUMNS - to);
+  return `  ${path.padEnd(7)}|${bar}| ${formatMs(answeredMs - sentMs)}`;
+}
+
+/** One line that says what the `/` requests went through. */
+function verdict(
+  { mode, slow }: Scenario,
+  timings: Timing[],
+  sleepMs: number,
+): string {
+  const waits = timings.filter((timing) => timing.path === "/").map((timing) =>
+    timing.answeredMs - timing.sentMs
+  );
+  const longest = Math.max(...waits);
+  const label = slow === "/block" ? `${mode} + /block` : mode;
+  return longest > sleepMs / 2
+    ? `${label}: / waited up to ${formatMs(longest)} behind ${slow}`
+    : `${label}: / answered in ${formatMs(longest)} or less while ${slow} ran`;
+}
+
+function formatMs(ms: number): string {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
+}
+
+function parseSleepMs(args: string[]): number {
+  const [arg, ...rest] = args;
+  if (arg === undefined) return 1500;
+  const value = /^--sleep-ms=(\d+)$/.exec(arg)?.[1];
+  if (value === undefined || rest.length > 0 || Number(value) < 100) {
+    throw new TypeError(
+      `Expected nothing or --sleep-ms=N (N ≥ 100), not "${args.join(" ")}"`,
+    );
+  }
+  return Number(value);
+}
+
+if (import.meta.main) {
+  let sleepMs: number;
+  try {
+    sleepMs = parseSleepMs(Deno.args);
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}`);
+    Deno.exit(2);
+  }
+  const results: Timing[][] = [];
+  for (const scenario of SCENARIOS) results.push(await run(scenario, sleepMs));
+
+  const axisMs = Math.max(...results.flat().map((timing) => timing.answeredMs));
+  const axis = `  ${" ".repeat(7)} 0 s${" ".repeat(BAR_COLUMNS - 6)}${
+    formatMs(axisMs)
+  }`;
+  console.log(
+    `One slow request, then ${FAST_REQUESTS} × / ; /sleep and /block take ${sleepMs} ms\n`,
+  );
+  SCENARIOS.forEach((scenario, i) => {
+    console.log(`${scenario.mode} mode, ${scenario.slow}`);
+    for (const timing of results[i]) console.log(row(timing, axisMs));
+    console.log(`${axis}\n`);
+  });
+  SCENARIOS.forEach((scenario, i) =>
+    console.log(verdict(scenario, results[i], sleepMs))
+  );
+}
