@@ -81,6 +81,11 @@ export interface ServeOptions
    */
   maxInFlight: number;
   /**
+   * No line per connection. The server's own events (a failed accept, a
+   * shutdown) are still logged.
+   */
+  quiet?: boolean;
+  /**
    * Once `signal` is aborted, how long requests in flight may take to
    * finish, in milliseconds, before they are dropped.
    */
@@ -143,10 +148,11 @@ export async function serve(
   listener: Deno.Listener,
   options: ServeOptions,
 ): Promise<void> {
-  const { mode, maxInFlight, graceMs, signal, ...limits } = options;
+  const { mode, maxInFlight, quiet, graceMs, signal, ...limits } = options;
   const endOfGrace = new AbortController();
   const handleOptions: HandleOptions = {
     ...limits,
+    log: quiet ? () => {} : limits.log,
     shutdown: signal,
     abort: endOfGrace.signal,
   };
@@ -630,6 +636,7 @@ export async function loadPages(
 export interface CommandLine {
   mode: Mode;
   maxInFlight: number;
+  quiet: boolean;
   hostname: string;
   port: number;
   sleepMs: number;
@@ -640,7 +647,7 @@ export interface CommandLine {
 
 /** The command line, as printed by `--help` and after a mistake. */
 export const USAGE =
-  "Usage: main.ts [serial|concurrent] [--port=N] [--hostname=H] [--sleep-ms=N] [--head-timeout-ms=N] [--grace-ms=N] [--max-in-flight=N]";
+  "Usage: main.ts [serial|concurrent] [--port=N] [--hostname=H] [--sleep-ms=N] [--head-timeout-ms=N] [--grace-ms=N] [--max-in-flight=N] [--quiet]";
 
 const LONGEST_TIMER_MS = 2 ** 31 - 1;
 
@@ -667,6 +674,7 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
   const options: CommandLine = {
     mode: DEFAULTS.mode,
     maxInFlight: DEFAULTS.maxInFlight,
+    quiet: false,
     hostname: DEFAULTS.hostname,
     port: DEFAULTS.port,
     sleepMs: DEFAULTS.sleepMs,
@@ -681,6 +689,10 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
     }
     if (arg === "--help" || arg === "-h") {
       options.help = true;
+      continue;
+    }
+    if (arg === "--quiet") {
+      options.quiet = true;
       continue;
     }
     const [, name, value] = /^--([a-z-]+)=(.*)$/.exec(arg) ?? [];

@@ -540,6 +540,14 @@ for (const mode of ["serial", "concurrent"] as const) {
   });
 }
 
+Deno.test("serve() with quiet logs no line per connection, but still its own events", async () => {
+  const server = startServer("concurrent", { quiet: true });
+  assertEquals(await (await send(server.addr, get("/"))).response, OK_HELLO);
+  await server.stop();
+  assertEquals(server.logs.length, 1);
+  assertMatch(server.logs[0], /^Stopping: no new connections/);
+});
+
 Deno.test("serve() stops on abort: lets /sleep finish, then frees the port", async () => {
   const server = startServer("concurrent", { sleepMs: 300 });
   const slow = await send(server.addr, get("/sleep"));
@@ -653,22 +661,39 @@ async function assertRefused(addr: Address): Promise<void> {
 // The command line
 
 Deno.test("parseCommandLine() takes the mode and flags, with defaults for the rest", () => {
-  assertEquals(parseCommandLine([]).mode, "concurrent");
-  const options = parseCommandLine([
-    "serial",
-    "--port=0",
-    "--hostname=::1",
-    "--sleep-ms=250",
-  ]);
+  assertEquals(parseCommandLine([]), {
+    mode: DEFAULTS.mode,
+    maxInFlight: DEFAULTS.maxInFlight,
+    quiet: false,
+    hostname: DEFAULTS.hostname,
+    port: DEFAULTS.port,
+    sleepMs: DEFAULTS.sleepMs,
+    headTimeoutMs: DEFAULTS.headTimeoutMs,
+    graceMs: DEFAULTS.graceMs,
+    help: false,
+  });
   assertEquals(
-    [
-      options.mode,
-      options.port,
-      options.hostname,
-      options.sleepMs,
-      options.headTimeoutMs,
-    ],
-    ["serial", 0, "::1", 250, DEFAULTS.headTimeoutMs],
+    parseCommandLine([
+      "serial",
+      "--port=0",
+      "--hostname=::1",
+      "--sleep-ms=250",
+      "--head-timeout-ms=100",
+      "--grace-ms=0",
+      "--max-in-flight=3",
+      "--quiet",
+    ]),
+    {
+      mode: "serial",
+      maxInFlight: 3,
+      quiet: true,
+      hostname: "::1",
+      port: 0,
+      sleepMs: 250,
+      headTimeoutMs: 100,
+      graceMs: 0,
+      help: false,
+    },
   );
 });
 

@@ -19,6 +19,8 @@ export interface ServerProcess extends AsyncDisposable {
   readonly lines: readonly string[];
   /** Its resident memory now, in bytes, as `ps` reports it. */
   residentBytes(): Promise<number>;
+  /** The CPU time it has used so far, user and system, in seconds (Linux). */
+  cpuSeconds(): Promise<number>;
   /** Whether it is still running. */
   running(): boolean;
   /** Sends SIGTERM and waits for it to exit. */
@@ -106,6 +108,18 @@ export async function startServerProcess(
         args: ["-o", "rss=", "-p", String(child.pid)],
       }).output();
       return Number(new TextDecoder().decode(stdout).trim()) * 1024;
+    },
+    async cpuSeconds() {
+      // Fields 14 and 15 of /proc/<pid>/stat, in clock ticks; see proc(5).
+      const { stdout } = await new Deno.Command("sh", {
+        args: [
+          "-c",
+          `cut -d " " -f 14,15 /proc/${child.pid}/stat; getconf CLK_TCK`,
+        ],
+      }).output();
+      const [user, system, ticksPerSecond] = new TextDecoder().decode(stdout)
+        .split(/\s+/).map(Number);
+      return (user + system) / ticksPerSecond;
     },
     running: () => !exited,
     stop,
