@@ -8,8 +8,8 @@
  * and `/` in another, and watch which one answers first:
  *
  * ```sh
- * deno run --allow-net=127.0.0.1 --allow-read=. main.ts serial
- * deno run --allow-net=127.0.0.1 --allow-read=. main.ts concurrent
+ * deno run --allow-net=127.0.0.1 --allow-read main.ts serial
+ * deno run --allow-net=127.0.0.1 --allow-read main.ts concurrent
  * ```
  *
  * Read {@linkcode serve} first: its loop is the whole lesson.
@@ -49,8 +49,9 @@ export interface HandleOptions {
    */
   sleepMs: number;
   /**
-   * How long a client has to send its whole request head, in milliseconds.
-   * A client that takes longer is answered 408 and disconnected.
+   * How long a client has to send its whole request head, in milliseconds
+   * (checked every 50 ms). A client that takes longer is answered 408 and
+   * disconnected.
    */
   headTimeoutMs: number;
   /** The largest request head accepted, in bytes; a larger one gets 431. */
@@ -219,11 +220,17 @@ export async function serve(
  * promise can be left unawaited.
  *
  * @example Answer one connection
- * ```ts ignore
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ *
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * const pages = await loadPages();
+ * const responding = fetch(`http://127.0.0.1:${listener.addr.port}/nowhere`);
  * const conn = await listener.accept();
- * await handle(conn, { ...DEFAULTS, pages });
+ * await handle(conn, { ...DEFAULTS, pages: await loadPages() });
+ * const response = await responding;
+ * assertEquals(response.status, 404);
+ * await response.body?.cancel();
+ * listener.close();
  * ```
  */
 export async function handle(
@@ -443,7 +450,7 @@ const FIELD_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[\t -~\u0080-\uffff]*$/;
 function parseHead(
   head: Uint8Array,
 ): { method: string; target: string; path: string } | undefined {
-  const [requestLine, ...fieldLines] = new TextDecoder()
+  const [requestLine, ...fieldLines] = decoder
     .decode(head)
     .split("\n")
     .map((line) => line.endsWith("\r") ? line.slice(0, -1) : line)
@@ -561,6 +568,7 @@ const FIRST_READ_BYTES = 256;
 const LF = 0x0a;
 const CR = 0x0d;
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 /** Resolves after `ms` milliseconds, or as soon as `signal` is aborted. */
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {

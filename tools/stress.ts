@@ -77,7 +77,6 @@ async function garbage(): Promise<void> {
     ).length;
     resident.push(await server.residentBytes());
   }
-  const [first, ...later] = resident;
   console.log(
     `  resident memory after each round: ${
       resident.map((bytes) => (bytes / MiB).toFixed(1)).join(", ")
@@ -88,14 +87,16 @@ async function garbage(): Promise<void> {
     badAnswers === 0,
     `every connection got a 4xx or was closed (${badAnswers} did not)`,
   );
-  // The first round warms up the JIT and the heap; after it, memory must
-  // stay level, not grow with every round.
-  const growth = Math.max(...later) - first;
+  // Two rounds warm up the JIT and the heap; after them, memory must stay
+  // level, not grow with every round (a leak of one 256-byte buffer per
+  // connection grows it by about 4 MiB a round).
+  const [, warm, ...later] = resident;
+  const growth = Math.max(...later) - warm;
   check(
-    growth < 8 * MiB,
-    `memory after round 1 grew by ${
+    growth < 4 * MiB,
+    `memory after round 2 grew by ${
       (growth / MiB).toFixed(1)
-    } MiB (limit 8 MiB)`,
+    } MiB (limit 4 MiB)`,
   );
   check(await answersRoot(server), "/ still answers 200");
   check(noStackTraces(server), "no stack trace in the log");
