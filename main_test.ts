@@ -21,6 +21,7 @@ import {
 import {
   type Address,
   garbageHeads,
+  readResponse,
   readToEnd,
   send,
   sendGarbage,
@@ -539,6 +540,22 @@ for (const mode of ["serial", "concurrent"] as const) {
     assertStringIncludes(requestLines.join("\n"), "GET / 200");
   });
 }
+
+Deno.test("serve() answers 405 to a POST whose 64 KiB body it never reads", async () => {
+  await using server = startServer("concurrent");
+  using conn = await Deno.connect(server.addr);
+  const body = "x".repeat(64 * 1024);
+  await writeAll(
+    conn,
+    `POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+  );
+  // The server closes with the body unread, so the kernel may reset the
+  // connection; the answer must arrive before that.
+  assertEquals(
+    await readResponse(conn),
+    statusPage("405 Method Not Allowed", "Allow: GET, HEAD\r\n"),
+  );
+});
 
 Deno.test("serve() with quiet logs no line per connection, but still its own events", async () => {
   const server = startServer("concurrent", { quiet: true });

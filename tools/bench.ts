@@ -13,7 +13,7 @@
  * @module
  */
 
-import { type Address, send } from "./clients.ts";
+import { type Address, readResponse, send, writeAll } from "./clients.ts";
 import { type ServerProcess, startServerProcess } from "./server_process.ts";
 
 const quick = Deno.args.includes("--quick");
@@ -44,31 +44,16 @@ const addressOf = (server: ServerProcess): Address => ({
 });
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/**
- * One request on a new connection, read up to the end of its body by
- * `Content-Length`: a client must not rely on the server closing first.
- */
+/** One request on a new connection; throws unless it is answered 200. */
 async function get(addr: Address, path: string): Promise<void> {
   using conn = await Deno.connect(addr);
-  await conn.write(
-    new TextEncoder().encode(
-      `GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`,
-    ),
+  await writeAll(
+    conn,
+    `GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`,
   );
-  const buffer = new Uint8Array(16 * KiB);
-  let received = 0;
-  while (true) {
-    const n = await conn.read(buffer.subarray(received));
-    if (n === null) throw new Error(`${path}: closed after ${received} bytes`);
-    received += n;
-    const text = new TextDecoder().decode(buffer.subarray(0, received));
-    const headEnd = text.indexOf("\r\n\r\n");
-    if (headEnd === -1) continue;
-    if (!text.startsWith("HTTP/1.1 200 ")) {
-      throw new Error(`${path}: ${text.slice(0, 40)}`);
-    }
-    const length = Number(/^content-length: *(\d+)/im.exec(text)?.[1]);
-    if (received >= headEnd + 4 + length) return;
+  const response = await readResponse(conn);
+  if (!response.startsWith("HTTP/1.1 200 ")) {
+    throw new Error(`${path}: ${response.slice(0, 40)}`);
   }
 }
 

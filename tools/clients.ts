@@ -34,6 +34,32 @@ export async function readToEnd(conn: Deno.Conn): Promise<string> {
   return decoder.decode(whole);
 }
 
+/**
+ * Reads one response from `conn`, up to the end of its body by its
+ * `Content-Length`, without waiting for the server to close: a server that
+ * keeps the connection open (`Deno.serve`), or resets it after answering,
+ * still gives a whole response.
+ */
+export async function readResponse(conn: Deno.Conn): Promise<string> {
+  let buffer = new Uint8Array(16 * 1024);
+  let received = 0;
+  while (true) {
+    if (received === buffer.byteLength) {
+      const larger = new Uint8Array(buffer.byteLength * 2);
+      larger.set(buffer);
+      buffer = larger;
+    }
+    const n = await conn.read(buffer.subarray(received));
+    const text = decoder.decode(buffer.subarray(0, received + (n ?? 0)));
+    if (n === null) throw new Error(`Closed after ${received} bytes: ${text}`);
+    received += n;
+    const headEnd = text.indexOf("\r\n\r\n");
+    if (headEnd === -1) continue;
+    const length = Number(/^content-length: *(\d+)/im.exec(text)?.[1] ?? 0);
+    if (received >= headEnd + 4 + length) return text;
+  }
+}
+
 /** Writes all of `data`, however few bytes each write takes. */
 export async function writeAll(conn: Deno.Conn, text: string): Promise<void> {
   const bytes = encoder.encode(text);
