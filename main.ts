@@ -642,14 +642,23 @@ export async function loadPages(
 
 /** What the command line chooses. */
 export interface CommandLine {
+  /** `serial` or `concurrent`. */
   mode: Mode;
+  /** `--max-in-flight=N`; see {@linkcode ServeOptions.maxInFlight}. */
   maxInFlight: number;
+  /** `--quiet`: no line per connection. */
   quiet: boolean;
+  /** `--hostname=H`: the address to listen on. */
   hostname: string;
+  /** `--port=N`: the port to listen on; 0 takes any free one. */
   port: number;
+  /** `--sleep-ms=N`; see {@linkcode HandleOptions.sleepMs}. */
   sleepMs: number;
+  /** `--head-timeout-ms=N`; see {@linkcode HandleOptions.headTimeoutMs}. */
   headTimeoutMs: number;
+  /** `--grace-ms=N`; see {@linkcode ServeOptions.graceMs}. */
   graceMs: number;
+  /** `--help` or `-h`: print the usage and stop. */
   help: boolean;
 }
 

@@ -14,8 +14,9 @@ export interface PageVisit {
   title: string;
   /** The text of the first `<h1>`. */
   heading: string;
-  /** When the load began and when the page had loaded, in `performance.now()` milliseconds. */
+  /** When the load began, in `performance.now()` milliseconds. */
   startedMs: number;
+  /** When the page's load event fired, in `performance.now()` milliseconds. */
   loadedMs: number;
 }
 
