@@ -109,26 +109,77 @@ function percentile(sorted: number[], p: number): number {
   ];
 }
 
-async function hasWrk(): Promise<boolean> {
+/** Whether `command` can be run at all (it may exit non-zero with `args`). */
+async function installed(command: string, args: string[]): Promise<boolean> {
   try {
-    await new Deno.Command("wrk", {
-      args: ["--version"],
-      stdout: "null",
-      stderr: "null",
-    }).output();
+    await new Deno.Command(command, { args, stdout: "null", stderr: "null" })
+      .output();
     return true;
   } catch {
     return false;
   }
 }
 
+/**
+ * nginx serving hello.html for `/` with one worker process, like the one
+ * thread of the Deno servers, from a configuration of its own in `.bench/`.
+ */
+async function startNginx(): Promise<{ port: number } & AsyncDisposable> {
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = probe.addr;
+  probe.close();
+  await Deno.mkdir(".bench", { recursive: true });
+  const prefix = await Deno.realPath(await Deno.makeTempDir({ dir: ".bench" }));
+  const root = await Deno.realPath(new URL("../", import.meta.url));
+  await Deno.writeTextFile(
+    `${prefix}/nginx.conf`,
+    `daemon off;
+worker_processes 1;
+pid ${prefix}/nginx.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  types { }
+  default_type "text/html; charset=utf-8";
+  server {
+    listen 127.0.0.1:${port};
+    root ${root};
+    location = / { try_files /hello.html =404; }
+  }
+}
+`,
+  );
+  const child = new Deno.Command("nginx", {
+    args: ["-p", prefix, "-c", `${prefix}/nginx.conf`],
+    stdout: "null",
+  }).spawn();
+  for (let tries = 0;; tries++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      break;
+    } catch (error) {
+      if (tries === 50) throw error;
+      await delay(100);
+    }
+  }
+  return {
+    port,
+    async [Symbol.asyncDispose]() {
+      child.kill("SIGTERM");
+      await child.status;
+      await Deno.remove(prefix, { recursive: true });
+    },
+  };
+}
+
 /** Requests per second of /, a new connection each, with wrk or else a Deno client. */
 async function requestsPerSecond(
-  server: ServerProcess,
+  port: number,
   seconds: number,
   useWrk: boolean,
 ): Promise<number> {
-  const url = `http://127.0.0.1:${server.port}/`;
+  const url = `http://127.0.0.1:${port}/`;
   if (useWrk) {
     const { stdout } = await new Deno.Command("wrk", {
       args: ["-t1", "-c32", `-d${seconds}s`, "-H", "Connection: close", url],
@@ -143,7 +194,7 @@ async function requestsPerSecond(
   let done = 0;
   await Promise.all(Array.from({ length: 32 }, async () => {
     while (performance.now() < until) {
-      await get(addressOf(server), "/");
+      await get({ hostname: "127.0.0.1", port }, "/");
       done++;
     }
   }));
@@ -217,7 +268,7 @@ if (import.meta.main) {
     p99 <= 10 ? "yes" : "no",
   );
 
-  const useWrk = await hasWrk();
+  const useWrk = await installed("wrk", ["--version"]);
   const client = useWrk
     ? "wrk -t1 -c32, Connection: close"
     : "Deno client, 32 connections";
@@ -228,7 +279,7 @@ if (import.meta.main) {
     await using server = await startServerProcess(args, { script });
     const cpuBefore = await server.cpuSeconds();
     const perSecond = await requestsPerSecond(
-      server,
+      server.port,
       SIZES.loadSeconds,
       useWrk,
     );
@@ -269,6 +320,23 @@ if (import.meta.main) {
     "",
     "",
   );
+  if (await installed("nginx", ["-v"])) {
+    await using nginx = await startNginx();
+    const nginxRate = await requestsPerSecond(
+      nginx.port,
+      SIZES.loadSeconds,
+      useWrk,
+    );
+    row(
+      "the same against nginx, one worker",
+      `${fixed(quietRate, 0)} with --quiet`,
+      `nginx ${fixed(nginxRate, 0)} (${fixed(quietRate / nginxRate, 2)}×)`,
+      "",
+      "",
+    );
+  } else {
+    row("the same against nginx", "", "not installed here", "", "");
+  }
   row(
     "the same, logging each request",
     `${fixed(loggingRate, 0)}`,
