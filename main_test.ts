@@ -576,6 +576,18 @@ Deno.test("serve() stops on abort: lets /sleep finish, then frees the port", asy
   Deno.listen(server.addr).close();
 });
 
+Deno.test("serve() on abort closes a connection still waiting for its head, without waiting for the timeout", async () => {
+  const server = startServer("serial", { headTimeoutMs: 60_000 });
+  const idle = await send(server.addr, "GET / HT");
+  await delay(50);
+  await server.stop();
+  assertEquals(await idle.response, "");
+  assertMatch(
+    server.logs.join("\n"),
+    /^- closed at shutdown before a whole request /m,
+  );
+});
+
 Deno.test("serve() drops requests still in flight when the grace period ends", async () => {
   const server = startServer("concurrent", { sleepMs: 60_000, graceMs: 100 });
   const slow = await send(server.addr, get("/sleep"));
@@ -756,6 +768,16 @@ Deno.test("main.ts rejects a mistake on the command line with one line, the usag
     assertEquals(lines[0], `error: ${message}`);
     assertMatch(lines[1], /^Usage: main\.ts \[serial\|concurrent\]/);
   }
+});
+
+Deno.test("main.ts --help prints the usage and exits 0", async () => {
+  const { code, stdout, stderr } = await mainCommand(["--help"]).output();
+  assertEquals(code, 0);
+  assertEquals(decoder.decode(stderr), "");
+  assertMatch(
+    decoder.decode(stdout),
+    /^Usage: main\.ts \[serial\|concurrent\].*\[--quiet\]\n$/,
+  );
 });
 
 Deno.test("main.ts reports a port in use in one line and exits 1", async () => {
