@@ -13,8 +13,6 @@ const mainUrl = new URL("../main.ts", import.meta.url).href;
 export interface ServerProcess extends AsyncDisposable {
   /** The port it listens on, on 127.0.0.1. */
   readonly port: number;
-  /** Its process id. */
-  readonly pid: number;
   /** Every line it has printed so far. */
   readonly lines: readonly string[];
   /** Its resident memory now, in bytes, as `ps` reports it. */
@@ -100,7 +98,6 @@ export async function startServerProcess(
   };
   return {
     port,
-    pid: child.pid,
     lines,
     async residentBytes() {
       // Deno reads /proc/<pid> only with --allow-all; ps reads it for us.
