@@ -793,69 +793,79 @@ Deno.test("main.ts reports a port in use in one line and exits 1", async () => {
   );
 });
 
+/**
+ * Spawns main.ts as {@linkcode mainCommand} does and waits for its first
+ * line. After `kill()`, `exited()` resolves with the exit code, everything
+ * it printed and its stderr.
+ */
+async function spawnMain(args: string[]) {
+  const child = mainCommand(args).spawn();
+  const stdout = child.stdout.pipeThrough(new TextDecoderStream()).values();
+  let output = "";
+  while (!output.includes("\n")) {
+    const { value, done } = await stdout.next();
+    if (done) break;
+    output += value;
+  }
+  const match = /^Listening on (http:\/\/127\.0\.0\.1:(\d+)\/) \((\w+)\)\n/
+    .exec(output);
+  return {
+    url: match?.[1],
+    port: Number(match?.[2]),
+    mode: match?.[3],
+    firstLine: output,
+    kill: (signal: Deno.Signal) => child.kill(signal),
+    async exited() {
+      for await (const chunk of stdout) output += chunk;
+      const [status, stderr] = await Promise.all([
+        child.status,
+        new Response(child.stderr).text(),
+      ]);
+      return { code: status.code, output, stderr };
+    },
+  };
+}
+
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   Deno.test({
     name:
       `main.ts on ${signal} lets a /sleep in flight finish, exits 0 and frees the port`,
     ignore: Deno.build.os === "windows",
     async fn() {
-      const child = mainCommand(["--port=0", "--sleep-ms=500"]).spawn();
-      const stdout = child.stdout.pipeThrough(new TextDecoderStream()).values();
-      let output = "";
-      while (!output.includes("\n")) {
-        const { value, done } = await stdout.next();
-        if (done) break;
-        output += value;
-      }
-      const port = Number(
-        /Listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(output)?.[1],
-      );
+      const main = await spawnMain(["--port=0", "--sleep-ms=500"]);
       let slow;
       try {
-        slow = await send({ hostname: "127.0.0.1", port }, get("/sleep"));
+        slow = await send(
+          { hostname: "127.0.0.1", port: main.port },
+          get("/sleep"),
+        );
         await delay(100);
       } finally {
-        child.kill(signal);
+        main.kill(signal);
       }
       assertEquals(await slow.response, OK_HELLO);
-      for await (const chunk of stdout) output += chunk;
-      const [status, stderr] = await Promise.all([
-        child.status,
-        new Response(child.stderr).text(),
-      ]);
-      assertEquals(status.code, 0, stderr);
+      const { code, output, stderr } = await main.exited();
+      assertEquals(code, 0, stderr);
       assertMatch(output, /Stopping: no new connections/);
       assertMatch(output, /GET \/sleep 200 \(\d+ ms\)\n.*Stopped\n$/s);
-      await assertRefused({ hostname: "127.0.0.1", port });
+      await assertRefused({ hostname: "127.0.0.1", port: main.port });
     },
   });
 }
 
 Deno.test("main.ts runs without deno.json from another folder, serves, and exits 0 on SIGTERM", async () => {
-  const child = mainCommand(["serial", "--port=0"]).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).values();
-  let output = "";
-  while (!output.includes("\n")) {
-    const { value, done } = await lines.next();
-    if (done) break;
-    output += value;
-  }
-  const url = /Listening on (http:\/\/127\.0\.0\.1:\d+\/) \(serial\)/.exec(
-    output,
-  )?.[1];
+  const main = await spawnMain(["serial", "--port=0"]);
+  let body;
   try {
-    assert(url, `No "Listening on" line in: ${output}`);
-    const response = await fetch(url);
-    assertEquals(await response.text(), hello);
+    assert(main.url, `No "Listening on" line in: ${main.firstLine}`);
+    assertEquals(main.mode, "serial");
+    body = await (await fetch(main.url)).text();
   } finally {
-    child.kill("SIGTERM");
+    main.kill("SIGTERM");
   }
-  for await (const chunk of lines) output += chunk;
-  const [status, stderr] = await Promise.all([
-    child.status,
-    new Response(child.stderr).text(),
-  ]);
-  assertEquals(status.code, 0, stderr);
+  assertEquals(body, hello);
+  const { code, output, stderr } = await main.exited();
+  assertEquals(code, 0, stderr);
   assertEquals(stderr, "");
   assertMatch(output, /GET \/ 200 \(\d+ ms\)\n/);
   assertMatch(output, /Stopped\n$/);
