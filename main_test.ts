@@ -637,7 +637,7 @@ Deno.test("serve() answers thousands of garbage heads with a 4xx or a close, and
 
 Deno.test("serve() in concurrent mode answers / while clients stall mid-head, and then answers each 408", async () => {
   const stalled = 100;
-  await using server = startServer("concurrent", { headTimeoutMs: 1000 });
+  await using server = startServer("concurrent", { headTimeoutMs: 2000 });
   const finished: string[] = [];
   const slowClients = [];
   for (let i = 0; i < stalled; i++) {
