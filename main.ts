@@ -544,7 +544,11 @@ async function* acceptEach(
     try {
       conn = await listener.accept();
     } catch (error) {
-      if (error instanceof Deno.errors.BadResource) return; // closed: stop
+      // Closed, by serve() stopping: the end, as for Deno's own iterator.
+      if (
+        error instanceof Deno.errors.BadResource ||
+        error instanceof Deno.errors.Interrupted
+      ) return;
       pauseMs = Math.min(
         Math.max(pauseMs * 2, MIN_ACCEPT_PAUSE_MS),
         MAX_ACCEPT_PAUSE_MS,
@@ -562,8 +566,8 @@ async function* acceptEach(
 }
 
 const MIN_ACCEPT_PAUSE_MS = 10;
-const HEAD_WAIT_CHECK_MS = 50;
 const MAX_ACCEPT_PAUSE_MS = 1000;
+const HEAD_WAIT_CHECK_MS = 50;
 const FIRST_READ_BYTES = 256;
 const LF = 0x0a;
 const CR = 0x0d;
