@@ -1,26 +1,149 @@
 /**
- * A web server that shows, in one loop, the difference between serving
- * clients one at a time and serving them all at once.
- *
- * It is a Deno port of the final project of the Rust async book: the Rust
- * book's `hello.html` / `404.html` server, made async, with a `/sleep` route
- * that answers slowly. Start it in one mode, open `/sleep` in one browser tab
- * and `/` in another, and watch which one answers first:
- *
- * ```sh
- * deno run --allow-net=127.0.0.1 --allow-read main.ts serial
- * deno run --allow-net=127.0.0.1 --allow-read main.ts concurrent
- * ```
- *
- * Read {@linkcode serve} first: its loop is the whole lesson.
+ * One accept loop, two servers: `await handle(conn)` serves one client at a
+ * time, a detached `handle(conn)` serves them all at once. A Deno port of
+ * the Rust async book's final project. Read {@linkcode serve} first.
  *
  * @module
  */
 
 // This file is meant to be copied on its own, where no deno.json maps bare
-// specifiers, so the import names its registry and version in full.
+// specifiers, so each import names its registry and version in full.
+// deno-lint-ignore no-import-prefix
+import { delay } from "jsr:@std/async@^1.5.0/delay";
+// deno-lint-ignore no-import-prefix
+import { parseArgs } from "jsr:@std/cli@^1.0.32/parse-args";
 // deno-lint-ignore no-import-prefix
 import { STATUS_TEXT, type StatusCode } from "jsr:@std/http@^1.1.3/status";
+
+/**
+ * Accepts connections on `listener` and answers each with {@linkcode handle}:
+ * in `"serial"` mode one at a time, in `"concurrent"` mode all at once.
+ *
+ * @param listener Where connections come from; closed when the server stops.
+ * @param options The mode and the pages; the rest default to {@linkcode DEFAULTS}.
+ * @returns A promise that resolves once `options.signal` is aborted and the
+ * requests in flight are done, or dropped after `graceMs`.
+ * @throws {TypeError} For an unknown mode or missing pages.
+ * @throws {RangeError} For a limit out of range (a negative timeout, say).
+ *
+ * @example Serve until aborted
+ * ```ts
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const stop = new AbortController();
+ * const pages = await loadPages();
+ * const served = serve(listener, { mode: "serial", pages, signal: stop.signal, log() {} });
+ * const response = await fetch(`http://127.0.0.1:${listener.addr.port}/`);
+ * console.assert(response.status === 200, await response.text());
+ * stop.abort();
+ * await served;
+ * ```
+ */
+export async function serve(listener: Deno.Listener, options: ServeOptions) {
+  const { mode, maxInFlight, handleOptions, done } = start(listener, options);
+  const inFlight = new InFlight();
+  for await (const conn of connections(listener, options)) {
+    if (mode === "serial") {
+      // The loop waits here until this client is done. Meanwhile nothing
+      // accepts: later clients wait in the kernel's backlog.
+      await handle(conn, handleOptions);
+    } else {
+      // No await. Calling an async function runs it at once, up to its
+      // first await (the first read), so this client is being served when
+      // the loop goes back to accept the next. No spawn is needed.
+      inFlight.add(handle(conn, handleOptions));
+      // With a limit, a full house waits for one client to finish first.
+      if (inFlight.size >= maxInFlight) await inFlight.oneDone();
+    }
+  }
+  await inFlight.allDone();
+  done();
+}
+
+/**
+ * Reads one HTTP/1.x request from `conn`, answers it (the routes are in
+ * `answer()`, just below) and closes `conn`. One line per connection goes to
+ * `options.log`: the request, the status and the time taken, or what went
+ * wrong.
+ *
+ * @param conn The accepted connection; closed before the promise settles.
+ * @param options The pages; the rest default to {@linkcode DEFAULTS}.
+ * @returns A promise that resolves when the connection is done. It never
+ * rejects (a client that vanished is logged instead), so it can be left
+ * unawaited.
+ *
+ * @example Answer one connection
+ * ```ts
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const responding = fetch(`http://127.0.0.1:${listener.addr.port}/nowhere`);
+ * const logs: string[] = [];
+ * const conn = await listener.accept();
+ * await handle(conn, { pages: await loadPages(), log: (l) => logs.push(l) });
+ * console.assert((await responding).status === 404, logs[0]);
+ * listener.close();
+ * ```
+ */
+export async function handle(conn: Connection, options: HandleOptions) {
+  const started = performance.now();
+  const request: { line?: string } = {};
+  let outcome: string;
+  try {
+    outcome = String(await answer(conn, options, request));
+  } catch (error) {
+    outcome = options.abort?.aborted
+      ? "dropped at the end of the grace period"
+      : `failed: ${describe(error)}`;
+  } finally {
+    closeQuietly(conn);
+  }
+  const elapsedMs = Math.round(performance.now() - started);
+  report(options.log, `${request.line ?? "-"} ${outcome} (${elapsedMs} ms)`);
+}
+
+/**
+ * Reads the request and routes it. Returns the status sent, or why none
+ * was; sets `request.line` once it is known, for the log.
+ */
+async function answer(
+  conn: Connection,
+  options: HandleOptions,
+  request: { line?: string },
+): Promise<StatusCode | string> {
+  const head = await readHead(conn, options);
+  if (typeof head === "string") return await noHead(conn, head);
+  const parsed = parseHead(head);
+  request.line = parsed.line;
+  if (parsed.invalid) return await respondWithStatus(conn, 400);
+  if (parsed.method !== "GET" && parsed.method !== "HEAD") {
+    return await respondWithStatus(conn, 405);
+  }
+  const withBody = parsed.method === "GET";
+  const { pages, sleepMs = DEFAULTS.sleepMs } = options;
+  switch (parsed.path) {
+    case "/":
+      return await respond(conn, 200, pages.hello, withBody);
+    case "/sleep":
+      // A timer: the thread serves every other client meanwhile.
+      await delay(sleepMs, { signal: options.abort });
+      return await respond(conn, 200, pages.hello, withBody);
+    case "/block":
+      // No await: nothing else runs meanwhile, not even the accept loop.
+      blockFor(sleepMs);
+      return await respond(conn, 200, pages.hello, withBody);
+    default:
+      return await respond(conn, 404, pages.notFound, withBody);
+  }
+}
+
+/** Keeps the thread busy for `ms` milliseconds: the async book's warning. */
+function blockFor(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    // Spin: this is the point.
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Options
 
 /** How the accept loop treats each connection it accepts. */
 export type Mode = "serial" | "concurrent";
@@ -33,286 +156,115 @@ export interface Pages {
   notFound: Uint8Array;
 }
 
-/**
- * The part of a {@linkcode Deno.Conn} that {@linkcode handle} uses, so that
- * any connection-like object (an in-memory one in tests, say) can be served.
- */
+/** What {@linkcode handle} needs of a connection: a socket, or a fake one. */
 export type Connection = Pick<Deno.Conn, "read" | "write" | "close">;
 
-/** Options for {@linkcode handle}. */
+/** Options for {@linkcode handle}; all but `pages` have defaults. */
 export interface HandleOptions {
   /** The pages to send; see {@linkcode loadPages}. */
   pages: Pages;
-  /**
-   * How long `/sleep` waits, and `/block` keeps the thread busy, before it
-   * answers, in milliseconds.
-   */
-  sleepMs: number;
-  /**
-   * How long a client has to send its whole request head, in milliseconds
-   * (checked every 50 ms). A client that takes longer is answered 408 and
-   * disconnected.
-   */
-  headTimeoutMs: number;
+  /** How long `/sleep` waits, and `/block` spins, in milliseconds. */
+  sleepMs?: number;
+  /** How long a client has to send its request head, in ms; then 408. */
+  headTimeoutMs?: number;
   /** The largest request head accepted, in bytes; a larger one gets 431. */
-  maxHeadBytes: number;
+  maxHeadBytes?: number;
   /** Where the one line per connection goes. Defaults to `console.log`. */
   log?: (line: string) => void;
-  /**
-   * Aborted when the server stops accepting. A connection that has not sent
-   * a whole request head by then is closed without an answer.
-   */
+  /** Once aborted, a connection still waiting for its head is closed. */
   shutdown?: AbortSignal;
-  /**
-   * Aborted when the server's grace period is over. A request still being
-   * served is dropped and its connection closed.
-   */
+  /** Once aborted, a request still being served is dropped. */
   abort?: AbortSignal;
 }
 
-/** Options for {@linkcode serve}. */
+/** Options for {@linkcode serve}; all but `mode` and `pages` have defaults. */
 export interface ServeOptions
   extends Omit<HandleOptions, "shutdown" | "abort"> {
   /** Whether the accept loop awaits each connection or detaches it. */
   mode: Mode;
   /**
-   * In concurrent mode, how many connections may be served at once. At the
-   * limit the loop waits for one to finish before it accepts again, like
-   * `for_each_concurrent(limit)` in Rust; a limit of 1 is serial mode.
+   * Concurrent mode: how many connections are served at once. At the limit
+   * the loop waits for one to finish before it accepts again, like Rust's
+   * `for_each_concurrent(limit)`; a limit of 1 is serial mode.
    */
-  maxInFlight: number;
-  /**
-   * No line per connection. The server's own events (a failed accept, a
-   * shutdown) are still logged.
-   */
+  maxInFlight?: number;
+  /** No line per connection; the server's own events are still logged. */
   quiet?: boolean;
+  /** Once stopped, how long requests in flight have to finish, in ms. */
+  graceMs?: number;
   /**
-   * Once `signal` is aborted, how long requests in flight may take to
-   * finish, in milliseconds, before they are dropped.
-   */
-  graceMs: number;
-  /**
-   * Stops the server: the listener is closed, and `serve()` resolves once
-   * the requests in flight are done or the grace period is over.
+   * Stops the server: it accepts no more, closes connections still waiting
+   * for a head, and resolves once the requests in flight are done or the
+   * grace period is over. A string reason (`abort("SIGINT")`) is logged.
    */
   signal?: AbortSignal;
 }
 
-/** The defaults of the command line, which are also sensible for `serve()`. */
+/** The default of every option, for the library and the command line. */
 export const DEFAULTS = {
   mode: "concurrent",
-  maxInFlight: Infinity,
   hostname: "127.0.0.1",
   port: 7878,
   sleepMs: 5000,
   headTimeoutMs: 5000,
   maxHeadBytes: 8192,
+  maxInFlight: Infinity,
   graceMs: 10_000,
-} as const satisfies Omit<ServeOptions, "pages"> & {
-  hostname: string;
-  port: number;
-};
+} as const;
+
+/** The range of each numeric option. */
+const RANGES = {
+  port: [0, 65535],
+  sleepMs: [0, 2 ** 31 - 1], // the longest delay setTimeout() takes
+  headTimeoutMs: [1, 2 ** 31 - 1],
+  graceMs: [0, 2 ** 31 - 1],
+  maxHeadBytes: [64, 2 ** 20],
+  maxInFlight: [1, Infinity],
+} as const;
+
+/** Throws unless `value` is a whole number (or Infinity) in `[min, max]`. */
+function checkRange(name: string, value: unknown, [min, max]: RangeOf) {
+  if (typeof value !== "number" || Number.isNaN(value)) {
+    throw new TypeError(`${name} must be a number, not ${String(value)}`);
+  }
+  const whole = Number.isInteger(value) || value === Infinity;
+  if (!whole || value < min || value > max) {
+    throw new RangeError(`${name} must be from ${min} to ${max}, not ${value}`);
+  }
+}
+type RangeOf = readonly [number, number];
 
 /**
- * Accepts connections on `listener` and answers each with
- * {@linkcode handle}: in `"serial"` mode one connection at a time, in
- * `"concurrent"` mode all of them at once, on one thread.
- *
- * A failed accept (out of file descriptors, say) is logged and retried after
- * a short pause; it does not end the loop.
- *
- * @param listener Where connections come from; `serve()` closes it when it stops.
- * @param options The mode, the pages and the limits; see {@linkcode ServeOptions}.
- * @returns A promise that resolves once `options.signal` is aborted and every
- * request in flight has finished or been dropped after the grace period.
- *
- * @example Serve until aborted
- * ```ts
- * import { assertEquals } from "@std/assert";
- *
- * const controller = new AbortController();
- * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * const served = serve(listener, {
- *   ...DEFAULTS,
- *   mode: "serial",
- *   pages: await loadPages(),
- *   signal: controller.signal,
- * });
- * const response = await fetch(`http://127.0.0.1:${listener.addr.port}/`);
- * assertEquals(response.status, 200);
- * await response.body?.cancel();
- * controller.abort();
- * await served;
- * ```
+ * Fills in the defaults and checks every option, so that a script that
+ * skips type checking gets an error at once, not a loop that never ends.
  */
-export async function serve(
-  listener: Deno.Listener,
-  options: ServeOptions,
-): Promise<void> {
-  const { mode, maxInFlight, quiet, graceMs, signal, ...limits } = options;
-  const endOfGrace = new AbortController();
-  const handleOptions: HandleOptions = {
-    ...limits,
-    log: quiet ? () => {} : limits.log,
-    shutdown: signal,
-    abort: endOfGrace.signal,
+function checked(options: ServeOptions): Required<ServeOptions> {
+  const { mode, pages } = options;
+  if (mode !== "serial" && mode !== "concurrent") {
+    throw new TypeError(`mode must be "serial" or "concurrent", not ${mode}`);
+  }
+  if (
+    !(pages?.hello instanceof Uint8Array) ||
+    !(pages.notFound instanceof Uint8Array)
+  ) throw new TypeError("pages must be two Uint8Arrays; see loadPages()");
+  const given = Object.entries(options).filter(([, v]) => v !== undefined);
+  const all: Required<ServeOptions> = {
+    ...DEFAULTS,
+    log: console.log,
+    quiet: false,
+    signal: new AbortController().signal,
+    ...Object.fromEntries(given),
+    mode,
+    pages,
   };
-  let graceTimer: ReturnType<typeof setTimeout> | undefined;
-  const stop = () => {
-    report(
-      options.log,
-      `Stopping: no new connections; requests in flight have ${graceMs} ms to finish`,
-    );
-    closeQuietly(listener);
-    graceTimer = setTimeout(() => endOfGrace.abort(), graceMs);
-  };
-  if (signal?.aborted) stop();
-  else signal?.addEventListener("abort", stop, { once: true });
-
-  const inFlight = new Set<Promise<void>>();
-  try {
-    for await (const conn of acceptEach(listener, options.log, signal)) {
-      if (mode === "serial") {
-        // The loop waits here until this client is done. Meanwhile nothing
-        // accepts: later clients wait in the kernel's backlog.
-        await handle(conn, handleOptions);
-      } else {
-        // No await: handle() runs until its first await (the first read),
-        // and the loop goes straight back to accept the next client. The
-        // event loop then serves them all, each whenever its socket or its
-        // timer is ready. The promise is kept only so that a shutdown can
-        // wait for it; handle() never rejects, so nothing can go unhandled.
-        const handling = handle(conn, handleOptions);
-        inFlight.add(handling);
-        handling.then(() => inFlight.delete(handling));
-        // With a limit, a full house makes the loop wait for one client to
-        // finish before it accepts another; the rest queue in the backlog.
-        if (inFlight.size >= maxInFlight) await Promise.race(inFlight);
-      }
-    }
-    await Promise.all(inFlight);
-  } finally {
-    clearTimeout(graceTimer);
-    signal?.removeEventListener("abort", stop);
+  for (const [name, range] of Object.entries(RANGES)) {
+    if (name !== "port") checkRange(name, all[name as NumberOption], range);
   }
+  return all;
 }
 
-/**
- * Reads one HTTP/1.x request from `conn`, answers it and closes `conn`.
- *
- * - `GET /` answers 200 with the hello page.
- * - `GET /sleep` waits `sleepMs` on a timer, which blocks nothing else, then
- *   answers like `/`.
- * - `GET /block` keeps the thread busy for `sleepMs`, which blocks everything
- *   else, then answers like `/`.
- * - Any other path answers 404 with the not-found page.
- * - `HEAD` answers as `GET` would, without the body; other methods get 405.
- * - A malformed request gets 400, a head over `maxHeadBytes` gets 431 and a
- *   head that is not complete within `headTimeoutMs` gets 408.
- *
- * One line per connection goes to `options.log`: the request, the status and
- * the time taken, or what went wrong.
- *
- * @param conn The accepted connection; it is closed before the promise settles.
- * @param options The pages, the limits and the log; see {@linkcode HandleOptions}.
- * @returns A promise that resolves when the connection is done. It never
- * rejects: a failure (a client that vanished, say) is logged instead, so the
- * promise can be left unawaited.
- *
- * @example Answer one connection
- * ```ts
- * import { assertEquals } from "@std/assert";
- *
- * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * const responding = fetch(`http://127.0.0.1:${listener.addr.port}/nowhere`);
- * const conn = await listener.accept();
- * await handle(conn, { ...DEFAULTS, pages: await loadPages() });
- * const response = await responding;
- * assertEquals(response.status, 404);
- * await response.body?.cancel();
- * listener.close();
- * ```
- */
-export async function handle(
-  conn: Connection,
-  options: HandleOptions,
-): Promise<void> {
-  const started = performance.now();
-  const request: { line?: string } = {};
-  const dropConnection = () => closeQuietly(conn);
-  options.abort?.addEventListener("abort", dropConnection, { once: true });
-  let outcome: string;
-  try {
-    outcome = String(await answer(conn, options, request));
-  } catch (error) {
-    outcome = `failed: ${describe(error)}`;
-  } finally {
-    options.abort?.removeEventListener("abort", dropConnection);
-    closeQuietly(conn);
-  }
-  const elapsedMs = Math.round(performance.now() - started);
-  report(options.log, `${request.line ?? "-"} ${outcome} (${elapsedMs} ms)`);
-}
-
-/**
- * Reads the request head, routes it and writes the response. Returns the
- * status sent, or why none was. `request.line` is filled in as soon as the
- * request line is known, so that a failure after that can name the request.
- */
-async function answer(
-  conn: Connection,
-  options: HandleOptions,
-  request: { line?: string },
-): Promise<StatusCode | string> {
-  const head = await readHead(conn, options);
-  switch (head) {
-    case "closed":
-      return "closed by the client before a whole request";
-    case "shutdown":
-      return "closed at shutdown before a whole request";
-    case "timeout":
-      return 408; // answered by endHeadWait()
-    case "too large":
-      return await respondWithStatus(conn, 431);
-  }
-  const parsed = parseHead(head);
-  if (parsed === undefined) return await respondWithStatus(conn, 400);
-  const { method, target, path } = parsed;
-  request.line = `${method} ${target}`;
-  if (method !== "GET" && method !== "HEAD") {
-    return await respondWithStatus(conn, 405, "Allow: GET, HEAD\r\n");
-  }
-  const withBody = method === "GET";
-  const { hello, notFound } = options.pages;
-  switch (path) {
-    case "/":
-      return await respond(conn, 200, HTML, hello, withBody);
-    case "/sleep":
-      await sleep(options.sleepMs, options.abort);
-      if (options.abort?.aborted) {
-        return "dropped at the end of the grace period";
-      }
-      return await respond(conn, 200, HTML, hello, withBody);
-    case "/block":
-      blockFor(options.sleepMs);
-      return await respond(conn, 200, HTML, hello, withBody);
-    default:
-      return await respond(conn, 404, HTML, notFound, withBody);
-  }
-}
-
-/**
- * Keeps the thread busy for `ms` milliseconds without ever awaiting: the
- * async book's warning made concrete. While this runs, nothing else does,
- * not even the accept loop, so it stalls a concurrent server as surely as
- * `/sleep` stalls a serial one.
- */
-function blockFor(ms: number): void {
-  const until = performance.now() + ms;
-  while (performance.now() < until) {
-    // Spin: this is the point.
-  }
-}
+// ---------------------------------------------------------------------------
+// Reading the request head
 
 /** Why no request head could be read. */
 type NoHead = "closed" | "too large" | HeadWaitEnd;
@@ -320,18 +272,18 @@ type NoHead = "closed" | "too large" | HeadWaitEnd;
 /**
  * Reads from `conn` until the blank line that ends a request head, however
  * the bytes are split across reads, but no longer than `headTimeoutMs` and
- * not past a shutdown. Returns the head, without what follows it, or why
- * there is none.
+ * not past a shutdown. Returns the head, or why there is none.
  */
 async function readHead(
   conn: Connection,
-  { headTimeoutMs, maxHeadBytes, shutdown }: HandleOptions,
+  options: HandleOptions,
 ): Promise<Uint8Array | NoHead> {
+  const { maxHeadBytes = DEFAULTS.maxHeadBytes } = options;
   // Most heads are a few hundred bytes: start small and grow up to the
   // limit, so that thousands of waiting connections cost little memory.
-  let buffer = new Uint8Array(Math.min(FIRST_READ_BYTES, maxHeadBytes));
+  let buffer = new Uint8Array(Math.min(256, maxHeadBytes));
   let length = 0;
-  const wait = startHeadWait(conn, headTimeoutMs, shutdown);
+  const wait = startHeadWait(conn, options);
   try {
     while (true) {
       if (length === buffer.length) {
@@ -360,6 +312,140 @@ async function readHead(
   }
 }
 
+/** Answers, or only names, the reason no head came. */
+async function noHead(conn: Connection, why: NoHead) {
+  if (why === "too large") return await respondWithStatus(conn, 431);
+  if (why === "timeout") return 408; // already answered by endHeadWait()
+  if (why === "shutdown") return "closed at shutdown before a whole request";
+  return "closed by the client before a whole request";
+}
+
+/**
+ * Returns the index just past the first empty line in `bytes` (CRLF line
+ * ends, or bare LF, which RFC 9112 lets a server accept), or -1.
+ */
+function findHeadEnd(bytes: Uint8Array, from: number): number {
+  for (
+    let i = bytes.indexOf(LF, from);
+    i !== -1;
+    i = bytes.indexOf(LF, i + 1)
+  ) {
+    if (bytes[i + 1] === LF) return i + 2;
+    if (bytes[i + 1] === CR && bytes[i + 2] === LF) return i + 3;
+  }
+  return -1;
+}
+
+const LF = 0x0a;
+const CR = 0x0d;
+
+// ---------------------------------------------------------------------------
+// Parsing the head
+
+/** A request line and field lines as RFC 9112 spells them. */
+const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([!-~]+) HTTP\/1\.([01])$/;
+const FIELD_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[\t -~\u0080-\uffff]*$/;
+
+/** The request, or `invalid` with as much of the request line as was read. */
+type ParsedHead =
+  | { invalid?: false; line: string; method: string; path: string }
+  | { invalid: true; line?: string };
+
+/**
+ * Parses a request head. It is invalid when it is not an HTTP/1.0 or 1.1
+ * request, or an HTTP/1.1 request without exactly one `Host` (RFC 9112).
+ */
+function parseHead(head: Uint8Array): ParsedHead {
+  const [requestLine, ...fieldLines] = decoder
+    .decode(head)
+    .split("\n")
+    .map((line) => line.endsWith("\r") ? line.slice(0, -1) : line)
+    .slice(0, -2); // the empty line that ends the head, and what follows it
+  const match = REQUEST_LINE.exec(requestLine);
+  if (match === null) return { invalid: true };
+  const [, method, target, minorVersion] = match;
+  const line = `${method} ${target}`;
+
+  let hosts = 0;
+  for (const fieldLine of fieldLines) {
+    const field = FIELD_LINE.exec(fieldLine);
+    if (field === null) return { invalid: true, line };
+    if (field[1].toLowerCase() === "host") hosts++;
+  }
+  const path = pathOf(target);
+  if (hosts > 1 || (minorVersion === "1" && hosts === 0) || !path) {
+    return { invalid: true, line };
+  }
+  return { line, method, path };
+}
+
+/**
+ * The path of a request target in origin form (`/sleep?x=1`) or absolute
+ * form (`http://host/sleep`), or `undefined` for any other form.
+ */
+function pathOf(target: string): string | undefined {
+  if (target.startsWith("/")) return target.split("?", 1)[0];
+  if (/^https?:\/\//i.test(target) && URL.canParse(target)) {
+    return new URL(target).pathname;
+  }
+}
+
+const decoder = new TextDecoder();
+
+// ---------------------------------------------------------------------------
+// Writing the response
+
+/** Writes a whole HTML response, in as many writes as it takes. */
+async function respond(
+  conn: Connection,
+  status: StatusCode,
+  page: Uint8Array,
+  withBody: boolean,
+): Promise<StatusCode> {
+  const response = responseBytes(status, HTML, page);
+  const length = withBody ? response.length : response.length - page.length;
+  await writeAll(conn, response.subarray(0, length));
+  return status;
+}
+
+/** Answers with a short plain-text body that names the status. */
+async function respondWithStatus(
+  conn: Connection,
+  status: 400 | 405 | 408 | 431,
+): Promise<StatusCode> {
+  const body = encoder.encode(`${status} ${STATUS_TEXT[status]}\n`);
+  await writeAll(conn, responseBytes(status, TEXT, body));
+  return status;
+}
+
+/** Head and body in one buffer, so that the usual case is one write. */
+function responseBytes(status: StatusCode, type: string, body: Uint8Array) {
+  const head = encoder.encode(
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\n` +
+      `Content-Type: ${type}\r\n` +
+      `Content-Length: ${body.byteLength}\r\n` +
+      (status === 405 ? "Allow: GET, HEAD\r\n" : "") +
+      "Connection: close\r\n\r\n",
+  );
+  const response = new Uint8Array(head.byteLength + body.byteLength);
+  response.set(head);
+  response.set(body, head.byteLength);
+  return response;
+}
+
+async function writeAll(conn: Connection, bytes: Uint8Array): Promise<void> {
+  for (let written = 0; written < bytes.byteLength;) {
+    written += await conn.write(bytes.subarray(written));
+  }
+}
+
+const HTML = "text/html; charset=utf-8";
+const TEXT = "text/plain; charset=utf-8";
+const encoder = new TextEncoder();
+
+// ---------------------------------------------------------------------------
+// Limits: the head timeout, the accept back-off, the limit in flight, the stop
+
 /** Why a connection stopped waiting for its head before it came. */
 type HeadWaitEnd = "timeout" | "shutdown";
 
@@ -373,31 +459,27 @@ interface HeadWait {
 }
 
 /**
- * Every connection still waiting for its head, checked by one timer every
- * {@linkcode HEAD_WAIT_CHECK_MS}. With thousands of connections waiting, a
- * timer, an abort listener and a promise race of their own each would cost
- * more memory than the connections themselves.
+ * Every connection waiting for its head, checked by one timer every 50 ms.
+ * A timer, an abort listener and a promise race for each would cost more
+ * memory than thousands of waiting connections themselves.
  */
 const headWaits = new Set<HeadWait>();
 let headWaitTimer: ReturnType<typeof setInterval> | undefined;
 
-function startHeadWait(
-  conn: Connection,
-  timeoutMs: number,
-  shutdown: AbortSignal | undefined,
-): HeadWait {
-  const wait = { conn, deadline: performance.now() + timeoutMs, shutdown };
+function startHeadWait(conn: Connection, options: HandleOptions): HeadWait {
+  const timeoutMs = options.headTimeoutMs ?? DEFAULTS.headTimeoutMs;
+  const deadline = performance.now() + timeoutMs;
+  const wait = { conn, deadline, shutdown: options.shutdown };
   headWaits.add(wait);
-  headWaitTimer ??= setInterval(checkHeadWaits, HEAD_WAIT_CHECK_MS);
+  headWaitTimer ??= setInterval(checkHeadWaits, 50);
   return wait;
 }
 
 function stopHeadWait(wait: HeadWait): void {
   headWaits.delete(wait);
-  if (headWaits.size === 0) {
-    clearInterval(headWaitTimer);
-    headWaitTimer = undefined;
-  }
+  if (headWaits.size > 0) return;
+  clearInterval(headWaitTimer);
+  headWaitTimer = undefined;
 }
 
 function checkHeadWaits(): void {
@@ -423,183 +505,105 @@ function endHeadWait(wait: HeadWait, why: HeadWaitEnd): void {
 }
 
 /**
- * Returns the index just past the first empty line in `bytes` (CRLF line
- * ends, or bare LF, which RFC 9112 lets a server accept), or -1.
+ * The listener's own connections, as `for await (const conn of listener)`
+ * gives them, except that an accept that fails (out of file descriptors,
+ * say) is logged and retried after a pause that doubles each time, so that
+ * a flood does not turn the loop into a busy one. Ends when it is closed.
  */
-function findHeadEnd(bytes: Uint8Array, from: number): number {
-  for (
-    let i = bytes.indexOf(LF, from);
-    i !== -1;
-    i = bytes.indexOf(LF, i + 1)
-  ) {
-    if (bytes[i + 1] === LF) return i + 2;
-    if (bytes[i + 1] === CR && bytes[i + 2] === LF) return i + 3;
-  }
-  return -1;
-}
-
-/** A request line and field lines as RFC 9112 spells them. */
-const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([!-~]+) HTTP\/1\.([01])$/;
-const FIELD_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[\t -~\u0080-\uffff]*$/;
-
-/**
- * Parses a request head. Returns `undefined` when it is not a valid HTTP/1.0
- * or HTTP/1.1 request, including an HTTP/1.1 request without exactly one
- * `Host` field, which RFC 9112 says must be answered 400.
- */
-function parseHead(
-  head: Uint8Array,
-): { method: string; target: string; path: string } | undefined {
-  const [requestLine, ...fieldLines] = decoder
-    .decode(head)
-    .split("\n")
-    .map((line) => line.endsWith("\r") ? line.slice(0, -1) : line)
-    .slice(0, -2); // the empty line that ends the head, and what follows it
-  const match = REQUEST_LINE.exec(requestLine);
-  if (match === null) return undefined;
-  const [, method, target, minorVersion] = match;
-
-  let hosts = 0;
-  for (const line of fieldLines) {
-    const field = FIELD_LINE.exec(line);
-    if (field === null) return undefined;
-    if (field[1].toLowerCase() === "host") hosts++;
-  }
-  if (hosts > 1 || (minorVersion === "1" && hosts === 0)) return undefined;
-
-  const path = pathOf(target);
-  return path === undefined ? undefined : { method, target, path };
-}
-
-/**
- * The path of a request target in origin form (`/sleep?x=1`) or absolute
- * form (`http://host/sleep`), or `undefined` for any other form.
- */
-function pathOf(target: string): string | undefined {
-  if (target.startsWith("/")) return target.split("?", 1)[0];
-  if (/^https?:\/\//i.test(target) && URL.canParse(target)) {
-    return new URL(target).pathname;
-  }
-  return undefined;
-}
-
-const HTML = "text/html; charset=utf-8";
-const TEXT = "text/plain; charset=utf-8";
-
-/** Answers with a short plain-text body that names the status. */
-function respondWithStatus(
-  conn: Connection,
-  status: StatusCode,
-  extraHeaders = "",
-): Promise<StatusCode> {
-  const body = encoder.encode(`${status} ${STATUS_TEXT[status]}\n`);
-  return respond(conn, status, TEXT, body, true, extraHeaders);
-}
-
-/**
- * Writes a whole HTTP/1.1 response, however few bytes each write takes.
- * Returns `status`.
- */
-async function respond(
-  conn: Connection,
-  status: StatusCode,
-  contentType: string,
-  body: Uint8Array,
-  withBody: boolean,
-  extraHeaders = "",
-): Promise<StatusCode> {
-  const head = encoder.encode(
-    `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\n` +
-      `Content-Type: ${contentType}\r\n` +
-      `Content-Length: ${body.byteLength}\r\n` +
-      extraHeaders +
-      "Connection: close\r\n\r\n",
-  );
-  // One buffer, one write in the usual case: head and body in one packet.
-  const response = new Uint8Array(
-    head.byteLength + (withBody ? body.byteLength : 0),
-  );
-  response.set(head);
-  if (withBody) response.set(body, head.byteLength);
-  for (let written = 0; written < response.byteLength;) {
-    written += await conn.write(response.subarray(written));
-  }
-  return status;
-}
-
-/**
- * Accepts connections until `listener` is closed. An accept that fails for
- * any other reason (out of file descriptors, say) is logged, and the next
- * one waits a little longer each time, so that a flood of connections does
- * not turn the loop into a busy one.
- */
-async function* acceptEach(
-  listener: Deno.Listener,
-  log: HandleOptions["log"],
-  signal: AbortSignal | undefined,
-): AsyncGenerator<Deno.Conn> {
+async function* connections(listener: Deno.Listener, options: ServeOptions) {
   let pauseMs = 0;
   while (true) {
-    let conn: Deno.Conn;
     try {
-      conn = await listener.accept();
+      yield await listener.accept();
+      pauseMs = 0;
     } catch (error) {
-      // Closed, by serve() stopping: the end, as for Deno's own iterator.
       if (
         error instanceof Deno.errors.BadResource ||
         error instanceof Deno.errors.Interrupted
-      ) return;
-      pauseMs = Math.min(
-        Math.max(pauseMs * 2, MIN_ACCEPT_PAUSE_MS),
-        MAX_ACCEPT_PAUSE_MS,
-      );
-      report(
-        log,
-        `Accept failed: ${describe(error)}; trying again in ${pauseMs} ms`,
-      );
-      await sleep(pauseMs, signal);
-      continue;
+      ) return; // closed by a stop
+      pauseMs = Math.min(Math.max(pauseMs * 2, 10), 1000);
+      const retry = `trying again in ${pauseMs} ms`;
+      report(options.log, `Accept failed: ${describe(error)}; ${retry}`);
+      await delay(pauseMs, { signal: options.signal }).catch(() => {});
     }
-    pauseMs = 0;
-    yield conn;
   }
 }
 
-const MIN_ACCEPT_PAUSE_MS = 10;
-const MAX_ACCEPT_PAUSE_MS = 1000;
-const HEAD_WAIT_CHECK_MS = 50;
-const FIRST_READ_BYTES = 256;
-const LF = 0x0a;
-const CR = 0x0d;
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
+/**
+ * The requests a concurrent server is serving, counted, so that waiting for
+ * one of them to finish costs the same however many there are.
+ */
+class InFlight {
+  size = 0;
+  #wake: (() => void) | undefined;
+  #done = () => {
+    this.size--;
+    this.#wake?.();
+  };
 
-/** Resolves after `ms` milliseconds, or as soon as `signal` is aborted. */
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const wake = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", wake);
-      resolve();
-    };
-    const timer = setTimeout(wake, ms);
-    if (signal?.aborted) wake();
-    else signal?.addEventListener("abort", wake, { once: true });
-  });
+  /** Counts `handling` until it settles (handle() never rejects). */
+  add(handling: Promise<void>): void {
+    this.size++;
+    handling.then(this.#done);
+  }
+
+  /** Resolves once the next request is done; only the loop waits. */
+  oneDone(): Promise<void> {
+    return new Promise((resolve) => this.#wake = resolve);
+  }
+
+  async allDone(): Promise<void> {
+    while (this.size > 0) await this.oneDone();
+  }
 }
+
+/**
+ * Checks the options and arms the stop: once `signal` is aborted, the
+ * listener is closed, which ends the accept loop; connections still waiting
+ * for a head are closed; requests in flight have `graceMs` to finish before
+ * they are dropped. Call `done()` when the server is done.
+ */
+function start(listener: Deno.Listener, options: ServeOptions) {
+  const { mode, maxInFlight, graceMs, signal, ...all } = checked(options);
+  const endOfGrace = new AbortController();
+  let graceTimer: ReturnType<typeof setTimeout> | undefined;
+  const stop = () => {
+    const why = typeof signal.reason === "string" ? ` on ${signal.reason}` : "";
+    const grace = `requests in flight have ${graceMs} ms to finish`;
+    report(all.log, `Stopping${why}: no new connections; ${grace}`);
+    closeQuietly(listener);
+    graceTimer = setTimeout(() => endOfGrace.abort(), graceMs);
+  };
+  if (signal.aborted) stop();
+  else signal.addEventListener("abort", stop, { once: true });
+  const handleOptions: HandleOptions = {
+    ...all,
+    log: all.quiet ? () => {} : all.log,
+    shutdown: signal,
+    abort: endOfGrace.signal,
+  };
+  const done = () => {
+    clearTimeout(graceTimer);
+    signal.removeEventListener("abort", stop);
+  };
+  return { mode, maxInFlight, handleOptions, done };
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers
 
 /** Closes `resource`, which may already be closed. */
 function closeQuietly(resource: { close(): void }): void {
   try {
     resource.close();
   } catch {
-    // Already closed: by the client going away, or by a shutdown.
+    // Already closed: by the client going away, or by a stop.
   }
 }
 
 /**
- * Writes a log line. A log that fails (stdout closed by `| head`, say) must
- * not turn into a rejected promise, which would end the process.
+ * Writes a log line. A log that fails (stdout closed by `| head`, or full)
+ * must not turn into a rejected promise, which would end the process.
  */
 function report(log: HandleOptions["log"], line: string): void {
   try {
@@ -629,9 +633,9 @@ function describe(error: unknown): string {
  * @returns The two pages, as bytes.
  *
  * @example Load the pages next to main.ts
- * ```ts ignore
+ * ```ts
  * const pages = await loadPages();
- * console.log(pages.hello.byteLength);
+ * console.assert(pages.hello.byteLength > 0);
  * ```
  */
 export async function loadPages(
@@ -644,127 +648,112 @@ export async function loadPages(
   return { hello, notFound };
 }
 
-/** What the command line chooses. */
-export interface CommandLine {
-  /** `serial` or `concurrent`. */
-  mode: Mode;
-  /** `--max-in-flight=N`; see {@linkcode ServeOptions.maxInFlight}. */
-  maxInFlight: number;
-  /** `--quiet`: no line per connection. */
-  quiet: boolean;
-  /** `--hostname=H`: the address to listen on. */
-  hostname: string;
-  /** `--port=N`: the port to listen on; 0 takes any free one. */
-  port: number;
-  /** `--sleep-ms=N`; see {@linkcode HandleOptions.sleepMs}. */
-  sleepMs: number;
-  /** `--head-timeout-ms=N`; see {@linkcode HandleOptions.headTimeoutMs}. */
-  headTimeoutMs: number;
-  /** `--grace-ms=N`; see {@linkcode ServeOptions.graceMs}. */
-  graceMs: number;
-  /** `--help` or `-h`: print the usage and stop. */
-  help: boolean;
-}
+// ---------------------------------------------------------------------------
+// The command line
 
-/** The command line, as printed by `--help` and after a mistake. */
-export const USAGE =
-  "Usage: main.ts [serial|concurrent] [--port=N] [--hostname=H] [--sleep-ms=N] [--head-timeout-ms=N] [--grace-ms=N] [--max-in-flight=N] [--quiet]";
+/** What the command line chooses; see {@linkcode ServeOptions}. */
+export type CommandLine =
+  & Required<Pick<ServeOptions, NumberOption | "mode" | "quiet">>
+  & { hostname: string; port: number; help: boolean };
 
-const LONGEST_TIMER_MS = 2 ** 31 - 1;
+/** The help that `--help` prints. */
+export const HELP = `Usage: main.ts [serial|concurrent] [options]
+
+Serves hello.html and 404.html, a slow /sleep and a CPU-bound /block.
+  serial       the accept loop awaits each connection: one client at a time
+  concurrent   the accept loop detaches each connection: all at once (default)
+
+Options (--name=value and --name value both work):
+  --port N             the port; 0 takes any free one (default ${DEFAULTS.port})
+  --hostname H         the address, such as ::1 (default ${DEFAULTS.hostname})
+  --sleep-ms N         how long /sleep waits and /block spins (default ${DEFAULTS.sleepMs})
+  --head-timeout-ms N  time to send a request head, then 408 (default ${DEFAULTS.headTimeoutMs})
+  --grace-ms N         on Ctrl-C or SIGTERM, time left to requests (default ${DEFAULTS.graceMs})
+  --max-in-flight N    concurrent: at most N connections at once (default: no limit)
+  --quiet              no line per connection
+  -h, --help           print this help
+
+Examples:
+  deno run --allow-net=127.0.0.1 --allow-read main.ts serial --sleep-ms 2000
+  deno run --allow-net=[::1] --allow-read main.ts --hostname ::1 --port 0`;
+
+/** The flags that take a number, and the option each sets. */
+const NUMBER_FLAGS = {
+  "port": "port",
+  "sleep-ms": "sleepMs",
+  "head-timeout-ms": "headTimeoutMs",
+  "grace-ms": "graceMs",
+  "max-in-flight": "maxInFlight",
+} as const;
+type NumberOption = Exclude<
+  (typeof NUMBER_FLAGS)[keyof typeof NUMBER_FLAGS],
+  "port"
+>;
 
 /**
- * Parses the command line. Anything left out takes its value from
- * {@linkcode DEFAULTS}.
+ * Parses the command line; what it leaves out comes from {@linkcode DEFAULTS}.
  *
  * @param args The arguments after `main.ts`, such as `Deno.args`.
  * @returns What they choose.
- * @throws {TypeError} For an unknown argument, or a value that is not a
- * whole number where one is needed.
+ * @throws {TypeError} For an unknown argument, a value that is missing or
+ * not a whole number, or choices that contradict each other.
  * @throws {RangeError} For a number out of range, such as a port over 65535.
  *
  * @example Serial mode on any free port
  * ```ts
- * import { assertEquals } from "@std/assert";
- *
- * const options = parseCommandLine(["serial", "--port=0"]);
- * assertEquals(options.mode, "serial");
- * assertEquals(options.port, 0);
+ * const options = parseCommandLine(["serial", "--port", "0"]);
+ * console.assert(options.mode === "serial" && options.port === 0);
  * ```
  */
 export function parseCommandLine(args: readonly string[]): CommandLine {
+  const flags = parseArgs([...args], {
+    string: ["hostname", ...Object.keys(NUMBER_FLAGS)],
+    boolean: ["help", "quiet"],
+    alias: { h: "help" },
+    unknown(arg, key) {
+      if (key !== undefined) throw new TypeError(`Unknown option "${arg}"`);
+    },
+  });
+  const modes = flags._.map(String);
+  const unknown = modes.find((m) => m !== "serial" && m !== "concurrent");
+  if (unknown) throw new TypeError(`Unknown argument "${unknown}"`);
+  if (modes.length > 1) {
+    throw new TypeError(`Choose one mode, not ${modes.join(" and ")}`);
+  }
   const options: CommandLine = {
-    mode: DEFAULTS.mode,
+    mode: (modes[0] ?? DEFAULTS.mode) as Mode,
     maxInFlight: DEFAULTS.maxInFlight,
-    quiet: false,
-    hostname: DEFAULTS.hostname,
+    quiet: flags.quiet,
+    hostname: hostnameOf(flags.hostname),
     port: DEFAULTS.port,
     sleepMs: DEFAULTS.sleepMs,
     headTimeoutMs: DEFAULTS.headTimeoutMs,
     graceMs: DEFAULTS.graceMs,
-    help: false,
+    help: flags.help,
   };
-  for (const arg of args) {
-    if (arg === "serial" || arg === "concurrent") {
-      options.mode = arg;
-      continue;
+  for (const [flag, option] of Object.entries(NUMBER_FLAGS)) {
+    const value = flags[flag as keyof typeof NUMBER_FLAGS];
+    if (value === undefined) continue;
+    if (!/^\d+$/.test(value)) {
+      throw new TypeError(
+        value === ""
+          ? `--${flag} needs a value`
+          : `--${flag} needs a whole number, not "${value}"`,
+      );
     }
-    if (arg === "--help" || arg === "-h") {
-      options.help = true;
-      continue;
-    }
-    if (arg === "--quiet") {
-      options.quiet = true;
-      continue;
-    }
-    const [, name, value] = /^--([a-z-]+)=(.*)$/.exec(arg) ?? [];
-    switch (name) {
-      case "port":
-        options.port = wholeNumber(name, value, 0, 65535);
-        break;
-      case "hostname":
-        if (value === "") throw new TypeError("--hostname needs a value");
-        options.hostname = value;
-        break;
-      case "sleep-ms":
-        options.sleepMs = wholeNumber(name, value, 0, LONGEST_TIMER_MS);
-        break;
-      case "head-timeout-ms":
-        options.headTimeoutMs = wholeNumber(name, value, 1, LONGEST_TIMER_MS);
-        break;
-      case "grace-ms":
-        options.graceMs = wholeNumber(name, value, 0, LONGEST_TIMER_MS);
-        break;
-      case "max-in-flight":
-        options.maxInFlight = wholeNumber(
-          name,
-          value,
-          1,
-          Number.MAX_SAFE_INTEGER,
-        );
-        break;
-      default:
-        throw new TypeError(`Unknown argument "${arg}"`);
-    }
+    checkRange(`--${flag}`, Number(value), RANGES[option]);
+    options[option] = Number(value);
+  }
+  if (options.mode === "serial" && flags["max-in-flight"] !== undefined) {
+    throw new TypeError("--max-in-flight is for concurrent mode only");
   }
   return options;
 }
 
-function wholeNumber(
-  name: string,
-  value: string,
-  min: number,
-  max: number,
-): number {
-  if (!/^\d+$/.test(value)) {
-    throw new TypeError(`--${name} needs a whole number, not "${value}"`);
-  }
-  const number = Number(value);
-  if (number < min || number > max) {
-    throw new RangeError(
-      `--${name} must be from ${min} to ${max}, not ${number}`,
-    );
-  }
-  return number;
+/** `--hostname`, without the brackets an IPv6 address may come in. */
+function hostnameOf(value = DEFAULTS.hostname as string): string {
+  if (value === "") throw new TypeError("--hostname needs a value");
+  return /^\[.*\]$/.test(value) ? value.slice(1, -1) : value;
 }
 
 /**
@@ -772,7 +761,8 @@ function wholeNumber(
  *
  * @param args The command-line arguments, such as `Deno.args`.
  * @returns The exit code: 0 after a clean stop, 1 when the server cannot
- * start (port in use, no permission), 2 for a mistake on the command line.
+ * start (port in use, bad address, no permission), 2 for a mistake on the
+ * command line.
  *
  * @example Serial mode on port 8080
  * ```ts ignore
@@ -788,76 +778,99 @@ export async function main(args: readonly string[]): Promise<number> {
     return 2;
   }
   if (options.help) {
-    console.log(USAGE);
+    print(HELP);
     return 0;
   }
   const { mode, hostname, port } = options;
-
   let pages: Pages;
+  let listener: Deno.TcpListener;
   try {
     pages = await loadPages();
   } catch (error) {
-    console.error(
-      `error: Cannot read the pages next to main.ts: ${describe(error)}`,
-    );
+    console.error(`error: Cannot read the pages: ${describe(error)}`);
     return 1;
   }
-
-  let listener: Deno.TcpListener;
   try {
     listener = Deno.listen({ hostname, port });
   } catch (error) {
-    console.error(`error: ${whyNotListening(error, hostname, port)}`);
+    console.error(`error: ${whyNotListening(error, options)}`);
     return 1;
   }
+  const url = `http://${bracketed(hostname)}:${listener.addr.port}/`;
+  print(`Listening on ${url} (${mode})`);
 
-  const { port: actualPort } = listener.addr;
-  const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-  console.log(`Listening on http://${host}:${actualPort}/ (${mode})`);
-
-  const controller = new AbortController();
-  const onSignal = () => {
-    // A second Ctrl-C means "now", not "when the requests are done".
-    if (controller.signal.aborted) Deno.exit(130);
-    controller.abort();
-  };
-  const signals: Deno.Signal[] = Deno.build.os === "windows"
-    ? ["SIGINT"]
-    : ["SIGINT", "SIGTERM"];
-  for (const signal of signals) Deno.addSignalListener(signal, onSignal);
+  const stop = new AbortController();
+  const removeSignalListeners = onSignals(stop);
   try {
     await serve(listener, {
       ...options,
       pages,
-      maxHeadBytes: DEFAULTS.maxHeadBytes,
-      log: (line) =>
-        console.log(`${new Date().toISOString().slice(11, 23)} ${line}`),
-      signal: controller.signal,
+      log: (line) => print(`${localTime()} ${line}`),
+      signal: stop.signal,
     });
   } finally {
-    for (const signal of signals) Deno.removeSignalListener(signal, onSignal);
+    removeSignalListeners();
   }
-  console.log("Stopped");
+  print("Stopped");
   return 0;
 }
 
+const USAGE = "Usage: main.ts [serial|concurrent] [options]; see --help";
+
+/**
+ * Aborts `stop` on SIGINT or SIGTERM, and exits 130 on a second one. A
+ * terminal sends Ctrl-C to the whole process group, and `deno task` passes
+ * it on too, so one press can arrive twice: a repeat within half a second
+ * is the same press. Returns a function that removes the listeners.
+ */
+function onSignals(stop: AbortController): () => void {
+  const signals: Deno.Signal[] = Deno.build.os === "windows"
+    ? ["SIGINT"]
+    : ["SIGINT", "SIGTERM"];
+  let stoppedAt = 0;
+  const handlers = signals.map((signal) => () => {
+    if (!stop.signal.aborted) {
+      stoppedAt = performance.now();
+      stop.abort(`${signal} (press Ctrl-C again to exit at once)`);
+    } else if (performance.now() - stoppedAt > 500) Deno.exit(130);
+  });
+  signals.forEach((s, i) => Deno.addSignalListener(s, handlers[i]));
+  return () =>
+    signals.forEach((s, i) => Deno.removeSignalListener(s, handlers[i]));
+}
+
+/** Prints a line; a standard output that fails (`> /dev/full`) loses it. */
+function print(line: string): void {
+  report(console.log, line);
+}
+
+/** The local time of day, to the millisecond: `14:03:27.042`. */
+function localTime(now = new Date()): string {
+  const [h, m, s] = [now.getHours(), now.getMinutes(), now.getSeconds()];
+  const ms = String(now.getMilliseconds()).padStart(3, "0");
+  return `${[h, m, s].map((n) => String(n).padStart(2, "0")).join(":")}.${ms}`;
+}
+
+/** A hostname as a URL or `--allow-net` spells it: IPv6 in brackets. */
+function bracketed(hostname: string): string {
+  return hostname.includes(":") ? `[${hostname}]` : hostname;
+}
+
 /** One line saying why `Deno.listen()` failed, without a stack trace. */
-function whyNotListening(
-  error: unknown,
-  hostname: string,
-  port: number,
-): string {
-  const address = `${hostname}:${port}`;
+function whyNotListening(error: unknown, { hostname, port }: CommandLine) {
+  const address = `${bracketed(hostname)}:${port}`;
   if (error instanceof Deno.errors.AddrInUse) {
     return `Address ${address} is already in use; stop what uses it or choose another --port`;
   }
   if (error instanceof Deno.errors.NotCapable) {
-    return `No permission to listen on ${address}; run with --allow-net=${hostname}`;
+    const net = `--allow-net=${bracketed(hostname)}`;
+    return `No permission to listen on ${address}; the deno tasks allow only 127.0.0.1, so run: deno run ${net} --allow-read main.ts --hostname=${hostname}`;
   }
   if (error instanceof Deno.errors.PermissionDenied) {
     return `The system does not allow listening on ${address}; ports below 1024 need privileges`;
   }
-  return `Cannot listen on ${address}: ${describe(error)}`;
+  const why = error instanceof Error ? error.message : String(error);
+  return `Cannot listen on ${address}: ${why}`;
 }
 
 if (import.meta.main) {

@@ -5,6 +5,7 @@ import {
   assertLess,
   assertMatch,
   assertNotMatch,
+  assertRejects,
   assertStringIncludes,
 } from "@std/assert";
 import {
@@ -207,28 +208,29 @@ Deno.test("handle() answers 405 with an Allow header to other methods, ignoring 
   }
 });
 
-Deno.test("handle() answers 400 to a head that is not a valid HTTP/1.x request", async () => {
+Deno.test("handle() answers 400 to a head that is not a valid HTTP/1.x request, and logs its request line when it has one", async () => {
+  // Each with the start of its log line: "-" when no request line was read.
   const malformed = [
-    "\r\n\r\n",
-    "GARBAGE\r\n\r\n",
-    "GET /\r\n\r\n",
-    "GET / HTTP/2.0\r\nHost: localhost\r\n\r\n",
-    "GET / HTTP/1.2\r\nHost: localhost\r\n\r\n",
-    "GET / http/1.1\r\nHost: localhost\r\n\r\n",
-    "GET  / HTTP/1.1\r\nHost: localhost\r\n\r\n",
-    "GET / HTTP/1.1 \r\nHost: localhost\r\n\r\n",
-    "G(T / HTTP/1.1\r\nHost: localhost\r\n\r\n",
-    "GET sleep HTTP/1.1\r\nHost: localhost\r\n\r\n",
-    "GET /\0 HTTP/1.1\r\nHost: localhost\r\n\r\n",
-    "GET / HTTP/1.1\r\n\r\n", // HTTP/1.1 needs Host
-    "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-    "GET / HTTP/1.1\r\nHost: localhost\r\nNo colon here\r\n\r\n",
-    "GET / HTTP/1.1\r\nHost: localhost\r\nName : value\r\n\r\n",
-    "GET / HTTP/1.1\r\nHost: localhost\r\n folded: line\r\n\r\n",
-    "GET / HTTP/1.1\r\nHost: local\0host\r\n\r\n",
-    "GET / HTTP/1.1\r\nHost: local\rhost\r\n\r\n",
+    ["\r\n\r\n", "-"],
+    ["GARBAGE\r\n\r\n", "-"],
+    ["GET /\r\n\r\n", "-"],
+    ["GET / HTTP/2.0\r\nHost: localhost\r\n\r\n", "-"],
+    ["GET / HTTP/1.2\r\nHost: localhost\r\n\r\n", "-"],
+    ["GET / http/1.1\r\nHost: localhost\r\n\r\n", "-"],
+    ["GET  / HTTP/1.1\r\nHost: localhost\r\n\r\n", "-"],
+    ["GET / HTTP/1.1 \r\nHost: localhost\r\n\r\n", "-"],
+    ["G(T / HTTP/1.1\r\nHost: localhost\r\n\r\n", "-"],
+    ["GET /\0 HTTP/1.1\r\nHost: localhost\r\n\r\n", "-"],
+    ["GET sleep HTTP/1.1\r\nHost: localhost\r\n\r\n", "GET sleep"],
+    ["GET / HTTP/1.1\r\n\r\n", "GET /"], // HTTP/1.1 needs a Host
+    ["GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "GET /"],
+    ["GET / HTTP/1.1\r\nHost: localhost\r\nNo colon here\r\n\r\n", "GET /"],
+    ["GET / HTTP/1.1\r\nHost: localhost\r\nName : value\r\n\r\n", "GET /"],
+    ["GET / HTTP/1.1\r\nHost: localhost\r\n folded: line\r\n\r\n", "GET /"],
+    ["GET / HTTP/1.1\r\nHost: local\0host\r\n\r\n", "GET /"],
+    ["GET / HTTP/1.1\r\nHost: local\rhost\r\n\r\n", "GET /"],
   ];
-  for (const request of malformed) {
+  for (const [request, requestLine] of malformed) {
     const conn = new MemoryConn(request, { readSize: 2 });
     const logs = await handleInMemory(conn);
     assertEquals(
@@ -236,7 +238,7 @@ Deno.test("handle() answers 400 to a head that is not a valid HTTP/1.x request",
       statusPage("400 Bad Request"),
       JSON.stringify(request),
     );
-    assertMatch(logs[0], /^- 400 /);
+    assert(logs[0].startsWith(`${requestLine} 400 (`), logs[0]);
   }
 });
 
@@ -369,6 +371,76 @@ Deno.test("handle() drops /sleep when the grace period ends", async () => {
   assert(conn.closed);
   assertEquals(conn.response, "");
   assertMatch(logs[0], /^GET \/sleep dropped at the end of the grace period /);
+});
+
+Deno.test("handle() has read from the connection by the time it returns its promise: a promise is eager", () => {
+  // Rust's futures are lazy: handle_connection(stream) without .await does
+  // nothing. A JavaScript async function runs as soon as it is called, up to
+  // its first await, which is why the detached handle(conn) in serve() needs
+  // no spawn. Nothing is awaited here before the check.
+  const conn = new MemoryConn(get("/"));
+  let reads = 0;
+  const counted: Connection = {
+    read: (buffer) => (reads++, conn.read(buffer)),
+    write: (bytes) => conn.write(bytes),
+    close: () => conn.close(),
+  };
+  const handling = handle(counted, { pages, log: () => {} });
+  assertEquals(reads, 1);
+  return handling;
+});
+
+Deno.test("handle() and serve() need only the pages (and the mode); the rest defaults", async () => {
+  const conn = new MemoryConn(get("/nowhere"));
+  await handle(conn, { pages, log: () => {} });
+  assertEquals(conn.response, NOT_FOUND);
+
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const stop = new AbortController();
+  const logs: string[] = [];
+  const served = serve(listener, {
+    mode: "concurrent",
+    pages,
+    signal: stop.signal,
+    log: (line) => logs.push(line),
+  });
+  const addr = { hostname: "127.0.0.1", port: listener.addr.port };
+  const response = await send(addr, get("/"));
+  assertEquals(await response.response, OK_HELLO);
+  stop.abort();
+  await served;
+  assertMatch(logs[1], /requests in flight have 10000 ms to finish$/);
+});
+
+Deno.test("serve() rejects options that make no sense, before it accepts anything", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  // As a script that is not type-checked would pass them.
+  const bad: [Record<string, unknown>, ErrorConstructor, string][] = [
+    [{ mode: "parallel" }, TypeError, 'mode must be "serial" or "concurrent"'],
+    [{ pages: undefined }, TypeError, "pages must be two Uint8Arrays"],
+    [{ headTimeoutMs: -1 }, RangeError, "headTimeoutMs must be from 1 to"],
+    [{ maxHeadBytes: 0 }, RangeError, "maxHeadBytes must be from 64 to"],
+    [{ sleepMs: 1.5 }, RangeError, "sleepMs must be from 0 to"],
+    [{ maxInFlight: 0 }, RangeError, "maxInFlight must be from 1 to"],
+    [{ graceMs: "10" }, TypeError, "graceMs must be a number, not 10"],
+    [{ sleepMs: NaN }, TypeError, "sleepMs must be a number, not NaN"],
+  ];
+  for (const [options, ErrorClass, message] of bad) {
+    await assertRejects(
+      () =>
+        serve(listener, { mode: "serial", pages, ...options } as ServeOptions),
+      ErrorClass,
+      message,
+    );
+  }
+  // Nothing was lost: the listener is still the caller's, and still open.
+  const accepting = listener.accept();
+  using client = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: listener.addr.port,
+  });
+  (await accepting).close();
+  assert(client);
 });
 
 // ---------------------------------------------------------------------------
@@ -701,9 +773,20 @@ Deno.test("parseCommandLine() takes the mode and flags, with defaults for the re
     graceMs: DEFAULTS.graceMs,
     help: false,
   });
+  const expected = {
+    mode: "concurrent",
+    maxInFlight: 3,
+    quiet: true,
+    hostname: "::1",
+    port: 0,
+    sleepMs: 250,
+    headTimeoutMs: 100,
+    graceMs: 0,
+    help: false,
+  };
   assertEquals(
     parseCommandLine([
-      "serial",
+      "concurrent",
       "--port=0",
       "--hostname=::1",
       "--sleep-ms=250",
@@ -712,72 +795,118 @@ Deno.test("parseCommandLine() takes the mode and flags, with defaults for the re
       "--max-in-flight=3",
       "--quiet",
     ]),
-    {
-      mode: "serial",
-      maxInFlight: 3,
-      quiet: true,
-      hostname: "::1",
-      port: 0,
-      sleepMs: 250,
-      headTimeoutMs: 100,
-      graceMs: 0,
-      help: false,
-    },
+    expected,
   );
+  // The same with a space instead of "=", and the address in brackets.
+  assertEquals(
+    parseCommandLine([
+      "--port",
+      "0",
+      "--hostname",
+      "[::1]",
+      "--sleep-ms",
+      "250",
+      "--head-timeout-ms",
+      "100",
+      "--grace-ms",
+      "0",
+      "--max-in-flight",
+      "3",
+      "--quiet",
+      "concurrent",
+    ]),
+    expected,
+  );
+  assertEquals(parseCommandLine(["-h"]).help, true);
 });
 
 const folder = Deno.realPathSync(new URL("./", import.meta.url));
 const mainUrl = new URL("./main.ts", import.meta.url).href;
 
+/** `deno` arguments that run main.ts with `args` and no deno.json. */
+function runMainArgs(args: string[], allowNet = "127.0.0.1"): string[] {
+  const read = `--allow-read=${folder}`;
+  return [
+    "run",
+    "--no-config",
+    `--allow-net=${allowNet}`,
+    read,
+    mainUrl,
+    ...args,
+  ];
+}
+
 /**
  * `deno run main.ts` as a person runs it, but without deno.json and from
  * another working directory, as after copying main.ts and the pages away.
  */
-function mainCommand(args: string[]): Deno.Command {
+function mainCommand(
+  args: string[],
+  { allowNet = "127.0.0.1", env = {} as Record<string, string> } = {},
+): Deno.Command {
   // "deno" from PATH, not Deno.execPath(): the test task may run only that.
   return new Deno.Command("deno", {
-    args: [
-      "run",
-      "--no-config",
-      "--allow-net=127.0.0.1",
-      `--allow-read=${folder}`,
-      mainUrl,
-      ...args,
-    ],
+    args: runMainArgs(args, allowNet),
     cwd: new URL("../", import.meta.url),
+    env,
     stdout: "piped",
     stderr: "piped",
   });
 }
 
-Deno.test("main.ts rejects a mistake on the command line with one line, the usage and exit code 2", async () => {
+Deno.test("main.ts rejects a mistake on the command line with one line, a pointer to --help and exit code 2", async () => {
   for (
     const [args, message] of [
       [["parallel"], 'Unknown argument "parallel"'],
+      [["--prot=80"], 'Unknown option "--prot=80"'],
       [["--port=http"], '--port needs a whole number, not "http"'],
+      [["--port"], "--port needs a value"],
       [["--port=70000"], "--port must be from 0 to 65535, not 70000"],
-      [["--sleep-ms"], 'Unknown argument "--sleep-ms"'],
+      [["--sleep-ms"], "--sleep-ms needs a value"],
+      [["--hostname="], "--hostname needs a value"],
+      [["serial", "concurrent"], "Choose one mode, not serial and concurrent"],
+      [
+        ["serial", "--max-in-flight=2"],
+        "--max-in-flight is for concurrent mode only",
+      ],
     ]
   ) {
     const { code, stdout, stderr } = await mainCommand(args as string[])
       .output();
-    assertEquals(code, 2);
+    assertEquals(code, 2, String(args));
     assertEquals(decoder.decode(stdout), "");
     const lines = decoder.decode(stderr).trimEnd().split("\n");
     assertEquals(lines.length, 2, lines.join("\n"));
     assertEquals(lines[0], `error: ${message}`);
-    assertMatch(lines[1], /^Usage: main\.ts \[serial\|concurrent\]/);
+    assertEquals(
+      lines[1],
+      "Usage: main.ts [serial|concurrent] [options]; see --help",
+    );
   }
 });
 
-Deno.test("main.ts --help prints the usage and exits 0", async () => {
-  const { code, stdout, stderr } = await mainCommand(["--help"]).output();
-  assertEquals(code, 0);
-  assertEquals(decoder.decode(stderr), "");
-  assertMatch(
-    decoder.decode(stdout),
-    /^Usage: main\.ts \[serial\|concurrent\].*\[--quiet\]\n$/,
-  );
+Deno.test("main.ts --help prints every option with its meaning and default, and exits 0", async () => {
+  for (const flag of ["--help", "-h"]) {
+    const { code, stdout, stderr } = await mainCommand([flag]).output();
+    assertEquals(code, 0);
+    assertEquals(decoder.decode(stderr), "");
+    const help = decoder.decode(stdout);
+    assertMatch(help, /^Usage: main\.ts \[serial\|concurrent\] \[options\]\n/);
+    for (
+      const [option, value] of [
+        ["--port N", DEFAULTS.port],
+        ["--hostname H", DEFAULTS.hostname],
+        ["--sleep-ms N", DEFAULTS.sleepMs],
+        ["--head-timeout-ms N", DEFAULTS.headTimeoutMs],
+        ["--grace-ms N", DEFAULTS.graceMs],
+        ["--max-in-flight N", "no limit"],
+      ]
+    ) {
+      assertMatch(help, new RegExp(`\n  ${option} .*\\(default:? ${value}\\)`));
+    }
+    assertMatch(help, /\n {2}--quiet {2,}\S/);
+    assertMatch(help, /\nExamples:\n {2}deno run /);
+  }
 });
 
 Deno.test("main.ts reports a port in use in one line and exits 1", async () => {
@@ -793,13 +922,61 @@ Deno.test("main.ts reports a port in use in one line and exits 1", async () => {
   );
 });
 
+Deno.test("main.ts reports an address it cannot listen on in one line, no stack trace, and exits 1", async () => {
+  for (
+    const [hostname, reason] of [
+      ["nonexistent.invalid", /failed to lookup address/],
+      ["256.1.1.1", /failed to lookup address/],
+      ["127.0.0.1:8080", /invalid host/],
+    ] as const
+  ) {
+    const { code, stdout, stderr } = await mainCommand(
+      [`--hostname=${hostname}`, "--port=0"],
+      { allowNet: hostname },
+    ).output();
+    assertEquals(code, 1, hostname);
+    assertEquals(decoder.decode(stdout), "");
+    const lines = decoder.decode(stderr).trimEnd().split("\n");
+    assertEquals(lines.length, 1, lines.join("\n"));
+    assert(lines[0].startsWith(`error: Cannot listen on `), lines[0]);
+    assertMatch(lines[0], reason);
+  }
+});
+
+Deno.test("main.ts listens on IPv6 with --hostname=::1 or [::1], and names the flag when it has no permission", async () => {
+  for (const hostname of ["::1", "[::1]"]) {
+    const main = await spawnMain([`--hostname=${hostname}`, "--port=0"], {
+      allowNet: "[::1]",
+    });
+    let body;
+    try {
+      assert(main.url?.startsWith("http://[::1]:"), main.firstLine);
+      body = await (await fetch(main.url!)).text();
+    } finally {
+      main.kill("SIGTERM");
+    }
+    assertEquals(body, hello);
+    assertEquals((await main.exited()).code, 0);
+  }
+  const { code, stderr } = await mainCommand(["--hostname=::1", "--port=0"])
+    .output();
+  assertEquals(code, 1);
+  assertEquals(
+    decoder.decode(stderr),
+    "error: No permission to listen on [::1]:0; the deno tasks allow only 127.0.0.1, so run: deno run --allow-net=[::1] --allow-read main.ts --hostname=::1\n",
+  );
+});
+
 /**
  * Spawns main.ts as {@linkcode mainCommand} does and waits for its first
  * line. After `kill()`, `exited()` resolves with the exit code, everything
  * it printed and its stderr.
  */
-async function spawnMain(args: string[]) {
-  const child = mainCommand(args).spawn();
+async function spawnMain(
+  args: string[],
+  options?: Parameters<typeof mainCommand>[1],
+) {
+  const child = mainCommand(args, options).spawn();
   const stdout = child.stdout.pipeThrough(new TextDecoderStream()).values();
   let output = "";
   while (!output.includes("\n")) {
@@ -807,12 +984,12 @@ async function spawnMain(args: string[]) {
     if (done) break;
     output += value;
   }
-  const match = /^Listening on (http:\/\/127\.0\.0\.1:(\d+)\/) \((\w+)\)\n/
+  const match = /^Listening on (http:\/\/([^/]+):(\d+)\/) \((\w+)\)\n/
     .exec(output);
   return {
     url: match?.[1],
-    port: Number(match?.[2]),
-    mode: match?.[3],
+    port: Number(match?.[3]),
+    mode: match?.[4],
     firstLine: output,
     kill: (signal: Deno.Signal) => child.kill(signal),
     async exited() {
@@ -846,7 +1023,10 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
       assertEquals(await slow.response, OK_HELLO);
       const { code, output, stderr } = await main.exited();
       assertEquals(code, 0, stderr);
-      assertMatch(output, /Stopping: no new connections/);
+      assertMatch(
+        output,
+        new RegExp(`Stopping on ${signal} \\(.*again.*\\): no new connections`),
+      );
       assertMatch(output, /GET \/sleep 200 \(\d+ ms\)\n.*Stopped\n$/s);
       await assertRefused({ hostname: "127.0.0.1", port: main.port });
     },
@@ -869,4 +1049,166 @@ Deno.test("main.ts runs without deno.json from another folder, serves, and exits
   assertEquals(stderr, "");
   assertMatch(output, /GET \/ 200 \(\d+ ms\)\n/);
   assertMatch(output, /Stopped\n$/);
+});
+
+Deno.test("main.ts logs the local time of day", async () => {
+  // UTC+14 all year, so the local hour can never pass for the UTC one.
+  const main = await spawnMain(["--port=0"], { env: { TZ: "Etc/GMT-14" } });
+  const before = new Date().getUTCHours();
+  try {
+    await (await fetch(main.url!)).text();
+  } finally {
+    main.kill("SIGTERM");
+  }
+  const after = new Date().getUTCHours();
+  const { output } = await main.exited();
+  const hour = Number(
+    /\n(\d\d):\d\d:\d\d\.\d{3} GET \/ 200 /.exec(output)?.[1],
+  );
+  assert(
+    [before, after].some((utc) => hour === (utc + 14) % 24),
+    `UTC hour ${before}, logged: ${output}`,
+  );
+});
+
+Deno.test({
+  name: "main.ts keeps serving when its standard output fails (> /dev/full)",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    const port = freePort();
+    const child = new Deno.Command("sh", {
+      args: [
+        "-c",
+        'exec deno "$@" > /dev/full',
+        "sh",
+        ...runMainArgs([`--port=${port}`]),
+      ],
+      cwd: folder,
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    let status = 0;
+    try {
+      status = await answersOn(port);
+    } finally {
+      child.kill("SIGTERM");
+    }
+    const { code, stderr } = await child.output();
+    assertEquals(status, 200);
+    assertEquals(decoder.decode(stderr), "");
+    assertEquals(code, 0);
+  },
+});
+
+/** A port that was free a moment ago, for a server that cannot print its own. */
+function freePort(): number {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  return listener.addr.port;
+}
+
+/** Asks for / until the server answers, and returns the status. */
+async function answersOn(port: number): Promise<number> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      const response = await fetch(`http://127.0.0.1:${port}/`);
+      await response.body?.cancel();
+      return response.status;
+    } catch (error) {
+      if (attempt === 300) throw error;
+      await delay(100);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// In a terminal, as people run it
+
+/**
+ * Runs `command` in the project folder on a pseudo-terminal of its own
+ * (`script`), where a Ctrl-C typed reaches the whole foreground process
+ * group, as in a real terminal: `deno task` and the server both get it.
+ */
+async function inTerminal(command: string) {
+  const child = new Deno.Command("script", {
+    args: ["-qfec", command, "/dev/null"],
+    cwd: folder,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const keyboard = child.stdin.getWriter();
+  let screen = "";
+  const reading = (async () => {
+    for await (
+      const chunk of child.stdout.pipeThrough(new TextDecoderStream())
+    ) screen += chunk;
+  })();
+  const listening = /Listening on http:\/\/127\.0\.0\.1:(\d+)\//;
+  while (!listening.test(screen)) {
+    const exited = await Promise.race([child.status, delay(50)]);
+    if (exited) throw new Error(`${command} exited early:\n${screen}`);
+  }
+  return {
+    port: Number(listening.exec(screen)![1]),
+    pressCtrlC: () => keyboard.write(new Uint8Array([0x03])),
+    async exited() {
+      await keyboard.close();
+      const [{ code }] = await Promise.all([child.status, reading]);
+      return { code, screen };
+    },
+  };
+}
+
+const terminalCommands = [
+  "deno task start",
+  "deno task serial",
+  "deno run --allow-net=127.0.0.1 --allow-read=. main.ts",
+];
+for (const command of terminalCommands) {
+  Deno.test({
+    name:
+      `${command} in a terminal: one Ctrl-C lets a /sleep in flight finish, says Stopped and exits 0`,
+    ignore: Deno.build.os === "windows",
+    async fn() {
+      const terminal = await inTerminal(`${command} --port=0 --sleep-ms=1000`);
+      const addr = { hostname: "127.0.0.1", port: terminal.port };
+      let slow;
+      try {
+        slow = await send(addr, get("/sleep"));
+        await delay(200);
+      } finally {
+        await terminal.pressCtrlC();
+      }
+      assertEquals(await slow.response, OK_HELLO);
+      const { code, screen } = await terminal.exited();
+      assertEquals(code, 0, screen);
+      assertMatch(
+        screen,
+        /Stopping on SIGINT \(press Ctrl-C again to exit at once\)/,
+      );
+      assertMatch(screen, /GET \/sleep 200 .*\r\nStopped\r\n$/s);
+    },
+  });
+}
+
+Deno.test({
+  name:
+    "deno task start in a terminal: a second Ctrl-C a second later exits at once with 130",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    const terminal = await inTerminal(
+      "deno task start --port=0 --sleep-ms=60000",
+    );
+    const addr = { hostname: "127.0.0.1", port: terminal.port };
+    const slow = await send(addr, get("/sleep"));
+    await delay(200);
+    await terminal.pressCtrlC();
+    await delay(1000);
+    await terminal.pressCtrlC();
+    const { code, screen } = await terminal.exited();
+    assertEquals(code, 130, screen);
+    // Dropped, not answered: the 60 s sleep and the 10 s grace were cut short.
+    assertEquals(await slow.response, "");
+    assertNotMatch(screen, /Stopped/);
+  },
 });
