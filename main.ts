@@ -60,10 +60,9 @@ export async function serve(listener: Deno.Listener, options: ServeOptions) {
 }
 
 /**
- * Reads one HTTP/1.x request from `conn`, answers it (the routes are in
- * `answer()`, just below) and closes `conn`. One line per connection goes to
- * `options.log`: the request, the status and the time taken, or what went
- * wrong.
+ * Reads one HTTP/1.x request from `conn`, answers it (the routes are just
+ * below) and closes `conn`. Logs one line: the request, the status and the
+ * time taken, or what went wrong.
  *
  * @param conn The accepted connection; closed before the promise settles.
  * @param options The pages; the rest default to {@linkcode DEFAULTS}.
@@ -99,17 +98,15 @@ export async function handle(conn: Connection, options: HandleOptions) {
   report(options.log, `${request.line ?? "-"} ${outcome} (${elapsedMs} ms)`);
 }
 
-/**
- * Reads the request and routes it. Returns the status sent, or why none
- * was; sets `request.line` once it is known, for the log.
- */
+/** The routes. Returns the status sent, or why none was. */
 async function answer(
   conn: Connection,
   options: HandleOptions,
   request: { line?: string },
 ): Promise<StatusCode | string> {
   const head = await readHead(conn, options);
-  if (typeof head === "string") return await noHead(conn, head);
+  if (head === "too large") return await respondWithStatus(conn, 431);
+  if (typeof head === "string") return NO_HEAD[head];
   const parsed = parseHead(head);
   request.line = parsed.line;
   if (parsed.invalid) return await respondWithStatus(conn, 400);
@@ -182,21 +179,13 @@ export interface ServeOptions
   extends Omit<HandleOptions, "shutdown" | "abort"> {
   /** Whether the accept loop awaits each connection or detaches it. */
   mode: Mode;
-  /**
-   * Concurrent mode: how many connections are served at once. At the limit
-   * the loop waits for one to finish before it accepts again, like Rust's
-   * `for_each_concurrent(limit)`; a limit of 1 is serial mode.
-   */
+  /** Concurrent mode: how many are served at once; 1 is serial mode. */
   maxInFlight?: number;
   /** No line per connection; the server's own events are still logged. */
   quiet?: boolean;
   /** Once stopped, how long requests in flight have to finish, in ms. */
   graceMs?: number;
-  /**
-   * Stops the server: it accepts no more, closes connections still waiting
-   * for a head, and resolves once the requests in flight are done or the
-   * grace period is over. A string reason (`abort("SIGINT")`) is logged.
-   */
+  /** Stops the server; a string reason (`abort("SIGINT")`) is logged. */
   signal?: AbortSignal;
 }
 
@@ -223,16 +212,18 @@ const RANGES = {
 } as const;
 
 /** Throws unless `value` is a whole number (or Infinity) in `[min, max]`. */
-function checkRange(name: string, value: unknown, [min, max]: RangeOf) {
+function checkRange(name: string, value: unknown, [min, max]: Range) {
   if (typeof value !== "number" || Number.isNaN(value)) {
     throw new TypeError(`${name} must be a number, not ${String(value)}`);
   }
-  const whole = Number.isInteger(value) || value === Infinity;
-  if (!whole || value < min || value > max) {
+  if (
+    !(Number.isInteger(value) || value === Infinity) || value < min ||
+    value > max
+  ) {
     throw new RangeError(`${name} must be from ${min} to ${max}, not ${value}`);
   }
 }
-type RangeOf = readonly [number, number];
+type Range = readonly [number, number];
 
 /**
  * Fills in the defaults and checks every option, so that a script that
@@ -269,11 +260,7 @@ function checked(options: ServeOptions): Required<ServeOptions> {
 /** Why no request head could be read. */
 type NoHead = "closed" | "too large" | HeadWaitEnd;
 
-/**
- * Reads from `conn` until the blank line that ends a request head, however
- * the bytes are split across reads, but no longer than `headTimeoutMs` and
- * not past a shutdown. Returns the head, or why there is none.
- */
+/** Reads up to the blank line that ends the head, or says why it can't. */
 async function readHead(
   conn: Connection,
   options: HandleOptions,
@@ -312,18 +299,14 @@ async function readHead(
   }
 }
 
-/** Answers, or only names, the reason no head came. */
-async function noHead(conn: Connection, why: NoHead) {
-  if (why === "too large") return await respondWithStatus(conn, 431);
-  if (why === "timeout") return 408; // already answered by endHeadWait()
-  if (why === "shutdown") return "closed at shutdown before a whole request";
-  return "closed by the client before a whole request";
-}
+/** What to log when no head came; a 408 is sent by endHeadWait(). */
+const NO_HEAD = {
+  closed: "closed by the client before a whole request",
+  shutdown: "closed at shutdown before a whole request",
+  timeout: 408,
+} as const;
 
-/**
- * Returns the index just past the first empty line in `bytes` (CRLF line
- * ends, or bare LF, which RFC 9112 lets a server accept), or -1.
- */
+/** The index just past the first empty line (CRLF or bare LF), or -1. */
 function findHeadEnd(bytes: Uint8Array, from: number): number {
   for (
     let i = bytes.indexOf(LF, from);
@@ -351,15 +334,9 @@ type ParsedHead =
   | { invalid?: false; line: string; method: string; path: string }
   | { invalid: true; line?: string };
 
-/**
- * Parses a request head. It is invalid when it is not an HTTP/1.0 or 1.1
- * request, or an HTTP/1.1 request without exactly one `Host` (RFC 9112).
- */
+/** Parses a head; HTTP/1.1 needs exactly one `Host` (RFC 9112). */
 function parseHead(head: Uint8Array): ParsedHead {
-  const [requestLine, ...fieldLines] = decoder
-    .decode(head)
-    .split("\n")
-    .map((line) => line.endsWith("\r") ? line.slice(0, -1) : line)
+  const [requestLine, ...fieldLines] = decoder.decode(head).split(/\r?\n/)
     .slice(0, -2); // the empty line that ends the head, and what follows it
   const match = REQUEST_LINE.exec(requestLine);
   if (match === null) return { invalid: true };
@@ -379,10 +356,7 @@ function parseHead(head: Uint8Array): ParsedHead {
   return { line, method, path };
 }
 
-/**
- * The path of a request target in origin form (`/sleep?x=1`) or absolute
- * form (`http://host/sleep`), or `undefined` for any other form.
- */
+/** The path of a target in origin (`/a?b`) or absolute form, if either. */
 function pathOf(target: string): string | undefined {
   if (target.startsWith("/")) return target.split("?", 1)[0];
   if (/^https?:\/\//i.test(target) && URL.canParse(target)) {
@@ -446,17 +420,14 @@ const encoder = new TextEncoder();
 // ---------------------------------------------------------------------------
 // Limits: the head timeout, the accept back-off, the limit in flight, the stop
 
-/** Why a connection stopped waiting for its head before it came. */
-type HeadWaitEnd = "timeout" | "shutdown";
-
-/** A connection waiting for its request head. */
+/** A connection waiting for its request head; `ended` once it stops. */
 interface HeadWait {
   conn: Connection;
   deadline: number;
   shutdown: AbortSignal | undefined;
-  /** Set once the wait is ended from outside, by {@linkcode endHeadWait}. */
   ended?: HeadWaitEnd;
 }
+type HeadWaitEnd = "timeout" | "shutdown";
 
 /**
  * Every connection waiting for its head, checked by one timer every 50 ms.
@@ -505,10 +476,9 @@ function endHeadWait(wait: HeadWait, why: HeadWaitEnd): void {
 }
 
 /**
- * The listener's own connections, as `for await (const conn of listener)`
- * gives them, except that an accept that fails (out of file descriptors,
- * say) is logged and retried after a pause that doubles each time, so that
- * a flood does not turn the loop into a busy one. Ends when it is closed.
+ * The connections `for await (const conn of listener)` gives, but a failed
+ * accept (out of file descriptors, say) is logged and retried after a pause
+ * that doubles each time, so that a flood does not make the loop spin.
  */
 async function* connections(listener: Deno.Listener, options: ServeOptions) {
   let pauseMs = 0;
@@ -529,10 +499,7 @@ async function* connections(listener: Deno.Listener, options: ServeOptions) {
   }
 }
 
-/**
- * The requests a concurrent server is serving, counted, so that waiting for
- * one of them to finish costs the same however many there are.
- */
+/** The requests in flight, counted: waiting for one costs O(1). */
 class InFlight {
   size = 0;
   #wake: (() => void) | undefined;
@@ -558,10 +525,9 @@ class InFlight {
 }
 
 /**
- * Checks the options and arms the stop: once `signal` is aborted, the
- * listener is closed, which ends the accept loop; connections still waiting
- * for a head are closed; requests in flight have `graceMs` to finish before
- * they are dropped. Call `done()` when the server is done.
+ * Checks the options and arms the stop: closing the listener ends the loop,
+ * connections waiting for a head are closed, requests in flight get
+ * `graceMs` before they are dropped. Call `done()` at the end.
  */
 function start(listener: Deno.Listener, options: ServeOptions) {
   const { mode, maxInFlight, graceMs, signal, ...all } = checked(options);
@@ -601,22 +567,18 @@ function closeQuietly(resource: { close(): void }): void {
   }
 }
 
-/**
- * Writes a log line. A log that fails (stdout closed by `| head`, or full)
- * must not turn into a rejected promise, which would end the process.
- */
+/** Logs a line; a log that fails (`| head`, a full disk) loses it. */
 function report(log: HandleOptions["log"], line: string): void {
   try {
     (log ?? console.log)(line);
   } catch {
-    // There is nowhere left to report to.
+    // Nowhere left to report to; throwing would end the process.
   }
 }
 
 /**
- * One line about an error. Errors from the network or the system (they
- * carry an errno `code`, or are one of `Deno.errors`) are expected, so their
- * message is enough; anything else is a bug, and its stack says where.
+ * One line about an error: the message for the network's and the system's
+ * (an errno `code`, or a `Deno.errors` class), the stack for a bug.
  */
 function describe(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
@@ -720,15 +682,12 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
   if (modes.length > 1) {
     throw new TypeError(`Choose one mode, not ${modes.join(" and ")}`);
   }
+  const { maxHeadBytes: _, ...defaults } = DEFAULTS;
   const options: CommandLine = {
+    ...defaults,
     mode: (modes[0] ?? DEFAULTS.mode) as Mode,
-    maxInFlight: DEFAULTS.maxInFlight,
-    quiet: flags.quiet,
     hostname: hostnameOf(flags.hostname),
-    port: DEFAULTS.port,
-    sleepMs: DEFAULTS.sleepMs,
-    headTimeoutMs: DEFAULTS.headTimeoutMs,
-    graceMs: DEFAULTS.graceMs,
+    quiet: flags.quiet,
     help: flags.help,
   };
   for (const [flag, option] of Object.entries(NUMBER_FLAGS)) {
@@ -782,18 +741,12 @@ export async function main(args: readonly string[]): Promise<number> {
     return 0;
   }
   const { mode, hostname, port } = options;
-  let pages: Pages;
-  let listener: Deno.TcpListener;
+  let pages: Pages, listener: Deno.TcpListener;
   try {
     pages = await loadPages();
-  } catch (error) {
-    console.error(`error: Cannot read the pages: ${describe(error)}`);
-    return 1;
-  }
-  try {
     listener = Deno.listen({ hostname, port });
   } catch (error) {
-    console.error(`error: ${whyNotListening(error, options)}`);
+    console.error(`error: ${whyNotStarting(error, options)}`);
     return 1;
   }
   const url = `http://${bracketed(hostname)}:${listener.addr.port}/`;
@@ -846,9 +799,8 @@ function print(line: string): void {
 
 /** The local time of day, to the millisecond: `14:03:27.042`. */
 function localTime(now = new Date()): string {
-  const [h, m, s] = [now.getHours(), now.getMinutes(), now.getSeconds()];
   const ms = String(now.getMilliseconds()).padStart(3, "0");
-  return `${[h, m, s].map((n) => String(n).padStart(2, "0")).join(":")}.${ms}`;
+  return `${now.toTimeString().slice(0, 8)}.${ms}`;
 }
 
 /** A hostname as a URL or `--allow-net` spells it: IPv6 in brackets. */
@@ -856,8 +808,12 @@ function bracketed(hostname: string): string {
   return hostname.includes(":") ? `[${hostname}]` : hostname;
 }
 
-/** One line saying why `Deno.listen()` failed, without a stack trace. */
-function whyNotListening(error: unknown, { hostname, port }: CommandLine) {
+/** One line saying why the server cannot start, without a stack trace. */
+function whyNotStarting(error: unknown, { hostname, port }: CommandLine) {
+  const why = error instanceof Error ? error.message : String(error);
+  if (error instanceof Deno.errors.NotFound) {
+    return `Cannot read the pages: ${why}`;
+  }
   const address = `${bracketed(hostname)}:${port}`;
   if (error instanceof Deno.errors.AddrInUse) {
     return `Address ${address} is already in use; stop what uses it or choose another --port`;
@@ -869,7 +825,6 @@ function whyNotListening(error: unknown, { hostname, port }: CommandLine) {
   if (error instanceof Deno.errors.PermissionDenied) {
     return `The system does not allow listening on ${address}; ports below 1024 need privileges`;
   }
-  const why = error instanceof Error ? error.message : String(error);
   return `Cannot listen on ${address}: ${why}`;
 }
 
