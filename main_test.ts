@@ -758,6 +758,59 @@ async function assertRefused(addr: Address): Promise<void> {
   throw new Error(`Still accepting connections on port ${addr.port}`);
 }
 
+Deno.test("README's first program is at most 45 lines, type-checks, and serves / after /sleep in serial mode and before it in concurrent mode", async () => {
+  const readme = await Deno.readTextFile(
+    new URL("./README.md", import.meta.url),
+  );
+  // Marked "ignore" so that deno test --doc does not run it for ever.
+  const program = /```ts ignore\n([^]*?)```/.exec(readme)?.[1] ?? "";
+  assertLess(program.trimEnd().split("\n").length, 46);
+  const finishedFirst = await Promise.all(
+    (["serial", "concurrent"] as const).map(async (mode) => {
+      const child = new Deno.Command("deno", {
+        args: [
+          "run",
+          "--check",
+          "--no-config",
+          "--allow-net=127.0.0.1",
+          "--allow-read=.",
+          "-",
+          mode,
+          "0",
+        ],
+        cwd: folder,
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const input = child.stdin.getWriter();
+      await input.write(encoder.encode(program));
+      await input.close();
+      const lines = child.stdout.pipeThrough(new TextDecoderStream()).values();
+      const firstLine = (await lines.next()).value ?? "";
+      try {
+        const port = Number(/127\.0\.0\.1:(\d+)\//.exec(firstLine)?.[1]);
+        assert(port, `No "Listening on" line, but: ${firstLine}`);
+        const addr = { hostname: "127.0.0.1", port };
+        const finished: string[] = [];
+        const slow = await send(addr, get("/sleep"));
+        await delay(200);
+        const fast = await send(addr, get("/"));
+        await Promise.all([
+          slow.response.then(() => finished.push("/sleep")),
+          fast.response.then(() => finished.push("/")),
+        ]);
+        return finished[0];
+      } finally {
+        child.kill("SIGTERM");
+        await child.status;
+        await Promise.all([lines.return?.(), child.stderr.cancel()]);
+      }
+    }),
+  );
+  assertEquals(finishedFirst, ["/sleep", "/"]);
+});
+
 // ---------------------------------------------------------------------------
 // The command line
 
