@@ -369,28 +369,54 @@ const decoder = new TextDecoder();
 // ---------------------------------------------------------------------------
 // Writing the response
 
-/** Writes a whole HTML response, in as many writes as it takes. */
+const HTML = "text/html; charset=utf-8";
+const TEXT = "text/plain; charset=utf-8";
+const encoder = new TextEncoder();
+
+/** Writes a whole HTML response, with or without its body. */
 async function respond(
   conn: Connection,
   status: StatusCode,
   page: Uint8Array,
   withBody: boolean,
 ): Promise<StatusCode> {
-  const response = responseBytes(status, HTML, page);
+  const response = pageResponse(status, page);
   const length = withBody ? response.length : response.length - page.length;
   await writeAll(conn, response.subarray(0, length));
   return status;
 }
 
+/**
+ * The response for a page, built on its first request and kept with the
+ * page: the pages are fixed once loaded, so nothing needs building twice.
+ */
+function pageResponse(status: StatusCode, page: Uint8Array): Uint8Array {
+  let byStatus = pageResponses.get(page);
+  if (byStatus === undefined) {
+    byStatus = new Map();
+    pageResponses.set(page, byStatus);
+  }
+  let response = byStatus.get(status);
+  if (response === undefined) {
+    response = responseBytes(status, HTML, page);
+    byStatus.set(status, response);
+  }
+  return response;
+}
+const pageResponses = new WeakMap<Uint8Array, Map<StatusCode, Uint8Array>>();
+
 /** Answers with a short plain-text body that names the status. */
-async function respondWithStatus(
-  conn: Connection,
-  status: 400 | 405 | 408 | 431,
-): Promise<StatusCode> {
-  const body = encoder.encode(`${status} ${STATUS_TEXT[status]}\n`);
-  await writeAll(conn, responseBytes(status, TEXT, body));
+async function respondWithStatus(conn: Connection, status: ErrorStatus) {
+  await writeAll(conn, STATUS_RESPONSES[status]);
   return status;
 }
+type ErrorStatus = 400 | 405 | 408 | 431;
+const STATUS_RESPONSES = Object.fromEntries(
+  ([400, 405, 408, 431] as const).map((status) => {
+    const body = encoder.encode(`${status} ${STATUS_TEXT[status]}\n`);
+    return [status, responseBytes(status, TEXT, body)];
+  }),
+) as Record<ErrorStatus, Uint8Array>;
 
 /** Head and body in one buffer, so that the usual case is one write. */
 function responseBytes(status: StatusCode, type: string, body: Uint8Array) {
@@ -412,10 +438,6 @@ async function writeAll(conn: Connection, bytes: Uint8Array): Promise<void> {
     written += await conn.write(bytes.subarray(written));
   }
 }
-
-const HTML = "text/html; charset=utf-8";
-const TEXT = "text/plain; charset=utf-8";
-const encoder = new TextEncoder();
 
 // ---------------------------------------------------------------------------
 // Limits: the head timeout, the accept back-off, the limit in flight, the stop
