@@ -144,6 +144,7 @@ function blockFor(ms: number): void {
 
 /** How the accept loop treats each connection it accepts. */
 export type Mode = "serial" | "concurrent";
+const isMode = (mode: unknown) => mode === "serial" || mode === "concurrent";
 
 /** The two pages the server sends, as bytes ready to write. */
 export interface Pages {
@@ -231,7 +232,7 @@ type Range = readonly [number, number];
  */
 function checked(options: ServeOptions): Required<ServeOptions> {
   const { mode, pages } = options;
-  if (mode !== "serial" && mode !== "concurrent") {
+  if (!isMode(mode)) {
     throw new TypeError(`mode must be "serial" or "concurrent", not ${mode}`);
   }
   if (
@@ -661,26 +662,23 @@ Examples:
   deno run --allow-net=127.0.0.1 --allow-read main.ts serial --sleep-ms 2000
   deno run --allow-net=[::1] --allow-read main.ts --hostname ::1 --port 0`;
 
-/** The flags that take a number, and the option each sets. */
-const NUMBER_FLAGS = {
-  "port": "port",
-  "sleep-ms": "sleepMs",
-  "head-timeout-ms": "headTimeoutMs",
-  "grace-ms": "graceMs",
-  "max-in-flight": "maxInFlight",
-} as const;
-type NumberOption = Exclude<
-  (typeof NUMBER_FLAGS)[keyof typeof NUMBER_FLAGS],
-  "port"
->;
+/** The flags that take a whole number, each named for its option. */
+const NUMBER_FLAGS = [
+  "port",
+  "sleep-ms",
+  "head-timeout-ms",
+  "grace-ms",
+  "max-in-flight",
+] as const;
+type NumberOption = "sleepMs" | "headTimeoutMs" | "graceMs" | "maxInFlight";
 
 /**
  * Parses the command line; what it leaves out comes from {@linkcode DEFAULTS}.
  *
  * @param args The arguments after `main.ts`, such as `Deno.args`.
  * @returns What they choose.
- * @throws {TypeError} For an unknown argument, a value that is missing or
- * not a whole number, or choices that contradict each other.
+ * @throws {TypeError} For an unknown argument, a missing value, or choices
+ * that contradict each other.
  * @throws {RangeError} For a number out of range, such as a port over 65535.
  *
  * @example Serial mode on any free port
@@ -691,7 +689,7 @@ type NumberOption = Exclude<
  */
 export function parseCommandLine(args: readonly string[]): CommandLine {
   const flags = parseArgs([...args], {
-    string: ["hostname", ...Object.keys(NUMBER_FLAGS)],
+    string: ["hostname", ...NUMBER_FLAGS],
     boolean: ["help", "quiet"],
     alias: { h: "help" },
     unknown(arg, key) {
@@ -699,7 +697,7 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
     },
   });
   const modes = flags._.map(String);
-  const unknown = modes.find((m) => m !== "serial" && m !== "concurrent");
+  const unknown = modes.find((mode) => !isMode(mode));
   if (unknown) throw new TypeError(`Unknown argument "${unknown}"`);
   if (modes.length > 1) {
     throw new TypeError(`Choose one mode, not ${modes.join(" and ")}`);
@@ -708,33 +706,26 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
   const options: CommandLine = {
     ...defaults,
     mode: (modes[0] ?? DEFAULTS.mode) as Mode,
-    hostname: hostnameOf(flags.hostname),
+    hostname: (flags.hostname ?? DEFAULTS.hostname).replace(/^\[(.*)\]$/, "$1"),
     quiet: flags.quiet,
     help: flags.help,
   };
-  for (const [flag, option] of Object.entries(NUMBER_FLAGS)) {
-    const value = flags[flag as keyof typeof NUMBER_FLAGS];
+  for (const flag of NUMBER_FLAGS) {
+    const value = flags[flag];
     if (value === undefined) continue;
     if (!/^\d+$/.test(value)) {
-      throw new TypeError(
-        value === ""
-          ? `--${flag} needs a value`
-          : `--${flag} needs a whole number, not "${value}"`,
-      );
+      const not = value === "" ? "a value" : `a whole number, not "${value}"`;
+      throw new TypeError(`--${flag} needs ${not}`);
     }
-    checkRange(`--${flag}`, Number(value), RANGES[option]);
-    options[option] = Number(value);
+    const option = flag.replace(/-(.)/g, (_, c) => c.toUpperCase());
+    checkRange(`--${flag}`, Number(value), RANGES[option as "port"]);
+    options[option as NumberOption | "port"] = Number(value);
   }
+  if (options.hostname === "") throw new TypeError("--hostname needs a value");
   if (options.mode === "serial" && flags["max-in-flight"] !== undefined) {
     throw new TypeError("--max-in-flight is for concurrent mode only");
   }
   return options;
-}
-
-/** `--hostname`, without the brackets an IPv6 address may come in. */
-function hostnameOf(value = DEFAULTS.hostname as string): string {
-  if (value === "") throw new TypeError("--hostname needs a value");
-  return /^\[.*\]$/.test(value) ? value.slice(1, -1) : value;
 }
 
 /**
