@@ -18,14 +18,49 @@ export interface PageVisit {
   startedMs: number;
   /** When the page's load event fired, in `performance.now()` milliseconds. */
   loadedMs: number;
+  /**
+   * When Chromium began to send the request for the document, in
+   * milliseconds on Chromium's own clock: comparable only with the other
+   * `*AtMs` times of the same browser, but not slowed down by the DevTools
+   * round trips that `startedMs` and `loadedMs` include.
+   */
+  sentAtMs: number;
+  /** When the response head for the document had arrived, on Chromium's clock. */
+  answeredAtMs: number;
+}
+
+/** What {@linkcode Tab.visit} may do besides loading the page. */
+export interface VisitOptions {
+  /** Also capture a PNG screenshot of the loaded page. */
+  screenshot?: boolean;
+  /**
+   * Called once the request for the document has been written to a
+   * connected socket, so that the server has it in its accept queue.
+   */
+  onRequestSent?: () => void;
+}
+
+/** A blank tab, ready to load one page. */
+export interface Tab {
+  /** Loads `url`, reports what the tab showed, and closes the tab. */
+  visit(
+    url: string,
+    options?: VisitOptions,
+  ): Promise<PageVisit & { png?: Uint8Array }>;
 }
 
 /** A headless Chromium and its DevTools connection. */
 export interface Browser extends AsyncDisposable {
+  /**
+   * Opens a blank tab ahead of its visit: starting a tab takes a new
+   * renderer process, which on a busy machine takes longer than the
+   * navigation itself.
+   */
+  openTab(): Promise<Tab>;
   /** Opens a new tab, loads `url` in it, and reports what it showed. */
   visit(
     url: string,
-    options?: { screenshot?: boolean },
+    options?: VisitOptions,
   ): Promise<PageVisit & { png?: Uint8Array }>;
 }
 
@@ -96,49 +131,84 @@ export async function launchChromium(profileDir: string): Promise<Browser> {
   })();
 
   const devtools = await DevTools.connect(address);
-  return {
-    async visit(url, { screenshot = false } = {}) {
-      const { targetId } = await devtools.send("Target.createTarget", {
-        url: "about:blank",
-      });
-      const { sessionId } = await devtools.send("Target.attachToTarget", {
+  async function openTab(): Promise<Tab> {
+    const { targetId } = await devtools.send("Target.createTarget", {
+      url: "about:blank",
+    });
+    const close = () => devtools.send("Target.closeTarget", { targetId });
+    let sessionId: string;
+    try {
+      ({ sessionId } = await devtools.send("Target.attachToTarget", {
         targetId,
         flatten: true,
-      });
-      try {
-        await devtools.send("Page.enable", {}, sessionId);
-        await devtools.send("Network.enable", {}, sessionId);
-        const response = devtools.next(
-          "Network.responseReceived",
-          sessionId,
-          (params) => params.type === "Document",
-        );
-        const loaded = devtools.next("Page.loadEventFired", sessionId);
-        const startedMs = performance.now();
-        await devtools.send("Page.navigate", { url }, sessionId);
-        const [{ response: { status } }] = await Promise.all([
-          response,
-          loaded,
-        ]);
-        const loadedMs = performance.now();
-        const { result } = await devtools.send("Runtime.evaluate", {
-          expression:
-            `[document.title, document.querySelector("h1")?.textContent ?? ""]`,
-          returnByValue: true,
-        }, sessionId);
-        const [title, heading] = result.value;
-        const visit = { status, title, heading, startedMs, loadedMs };
-        if (!screenshot) return visit;
-        const { data } = await devtools.send("Page.captureScreenshot", {
-          format: "png",
-        }, sessionId);
-        return {
-          ...visit,
-          png: Uint8Array.from(atob(data), (c) => c.charCodeAt(0)),
-        };
-      } finally {
-        await devtools.send("Target.closeTarget", { targetId });
-      }
+      }));
+      await devtools.send("Page.enable", {}, sessionId);
+      await devtools.send("Network.enable", {}, sessionId);
+    } catch (error) {
+      await close();
+      throw error;
+    }
+    return {
+      async visit(url, { screenshot = false, onRequestSent } = {}) {
+        try {
+          const response = devtools.next(
+            "Network.responseReceived",
+            sessionId,
+            (params) => params.type === "Document",
+          );
+          const loaded = devtools.next("Page.loadEventFired", sessionId);
+          if (onRequestSent) {
+            // Chromium reports the raw request headers once they are on
+            // the wire, which needs a connected socket. A blank tab
+            // requests nothing before its document, so the first report
+            // is the document's.
+            devtools.next("Network.requestWillBeSentExtraInfo", sessionId)
+              .then(onRequestSent);
+          }
+          const startedMs = performance.now();
+          await devtools.send("Page.navigate", { url }, sessionId);
+          const [{ response: { status, timing } }] = await Promise.all([
+            response,
+            loaded,
+          ]);
+          const loadedMs = performance.now();
+          const { result } = await devtools.send("Runtime.evaluate", {
+            expression:
+              `[document.title, document.querySelector("h1")?.textContent ?? ""]`,
+            returnByValue: true,
+          }, sessionId);
+          const [title, heading] = result.value;
+          // Chromium gives its network times as offsets from requestTime,
+          // in seconds on its monotonic clock.
+          const requestMs = timing.requestTime * 1000;
+          const visit = {
+            status,
+            title,
+            heading,
+            startedMs,
+            loadedMs,
+            sentAtMs: requestMs + timing.sendStart,
+            answeredAtMs: requestMs + timing.receiveHeadersEnd,
+          };
+          if (!screenshot) return visit;
+          const { data } = await devtools.send("Page.captureScreenshot", {
+            format: "png",
+          }, sessionId);
+          return {
+            ...visit,
+            png: Uint8Array.from(atob(data), (c) => c.charCodeAt(0)),
+          };
+        } finally {
+          await close();
+        }
+      },
+    };
+  }
+
+  return {
+    openTab,
+    async visit(url, options) {
+      return (await openTab()).visit(url, options);
     },
     async [Symbol.asyncDispose]() {
       await devtools.send("Browser.close").catch(() => {});
