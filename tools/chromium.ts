@@ -79,6 +79,9 @@ export async function chromiumMissing(): Promise<string | undefined> {
       .output();
     return success ? undefined : "`chromium --version` failed";
   } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) {
+      return `no permission to run chromium (${error.message})`;
+    }
     return `no chromium on PATH (${
       (error as Error).message
     }); on Debian: apt-get install chromium`;
