@@ -1,8 +1,14 @@
 /**
- * The repository around the server: the test task's permissions.
+ * The repository around the server: its license and the test task's
+ * permissions.
  */
 
-import { assert, assertEquals, assertMatch } from "@std/assert";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertStringIncludes,
+} from "@std/assert";
 import { findOnPath } from "./tools/allow_chromium.ts";
 
 const config = JSON.parse(
@@ -49,5 +55,29 @@ Deno.test("the test task allows chromium only by the path that tools/allow_chrom
   assertMatch(
     new TextDecoder().decode(stdout),
     /^(--allow-run=\S+\/chromium\n)?$/,
+  );
+});
+
+Deno.test("LICENSE is the MIT license, with the project's copyright line", async () => {
+  const text = await Deno.readTextFile(new URL("LICENSE", import.meta.url));
+  const paragraphs = text.trim().split("\n\n").map((paragraph) =>
+    paragraph.replaceAll("\n", " ")
+  );
+  assertEquals(paragraphs.length, 5);
+  assertEquals(paragraphs.slice(0, 2), [
+    "MIT License",
+    "Copyright 2026 the serial-concurrent server authors",
+  ]);
+  assertStringIncludes(
+    paragraphs[2],
+    "Permission is hereby granted, free of charge, to any person obtaining a copy of this software",
+  );
+  assertEquals(
+    paragraphs[3],
+    "The above copyright notice and this permission notice shall be included in all copies or substantial portions of the Software.",
+  );
+  assertStringIncludes(
+    paragraphs[4],
+    'THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND',
   );
 });
