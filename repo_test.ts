@@ -1,6 +1,6 @@
 /**
- * The repository around the server: its license and the test task's
- * permissions.
+ * The repository around the server: its license, what git ignores, and the
+ * test task's permissions.
  */
 
 import {
@@ -80,4 +80,23 @@ Deno.test("LICENSE is the MIT license, with the project's copyright line", async
     paragraphs[4],
     'THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND',
   );
+});
+
+Deno.test(".gitignore ignores deno.lock, and its comments name no file the repository lacks", async () => {
+  const lines =
+    (await Deno.readTextFile(new URL(".gitignore", import.meta.url)))
+      .split("\n");
+  const ignored = lines.filter((line) => line !== "" && !line.startsWith("#"));
+  assert(ignored.includes("deno.lock"), ignored.join(" "));
+  const named = lines.filter((line) => line.startsWith("#")).flatMap((line) =>
+    line.match(/[\w.-]+\.(?:md|json|lock|ts|txt)\b/g) ?? []
+  );
+  for (const name of named) {
+    if (ignored.includes(name)) continue;
+    const found = await Deno.stat(new URL(name, import.meta.url)).then(
+      () => true,
+      () => false,
+    );
+    assert(found, `.gitignore names ${name}, which is not in the repository`);
+  }
 });
