@@ -1,6 +1,6 @@
 /**
  * The repository around the server: its license, what git ignores, and the
- * test task's permissions.
+ * tasks in deno.json.
  */
 
 import {
@@ -42,7 +42,7 @@ Deno.test("findOnPath() takes the first executable file of that name, as a shell
 });
 
 Deno.test("the test task allows chromium only by the path that tools/allow_chromium.ts prints", async () => {
-  const task: string = config.tasks.test;
+  const task: string = config.tasks.test.command;
   assertEquals(task.match(/--allow-run=\S+/g), ["--allow-run=deno"]);
   const finder = /\$\((deno run [^)]*tools\/allow_chromium\.ts)\)/.exec(task);
   assert(finder !== null, task);
@@ -98,5 +98,23 @@ Deno.test(".gitignore ignores deno.lock, and its comments name no file the repos
       () => false,
     );
     assert(found, `.gitignore names ${name}, which is not in the repository`);
+  }
+});
+
+Deno.test("deno.json gives every task a description, which deno task lists", async () => {
+  const { success, stdout } = await new Deno.Command("deno", {
+    args: ["task"],
+    cwd: new URL(".", import.meta.url),
+    env: { NO_COLOR: "1" },
+  }).output();
+  assert(success);
+  const listing = new TextDecoder().decode(stdout);
+  for (
+    const [name, { description }] of Object.entries<{ description?: string }>(
+      config.tasks,
+    )
+  ) {
+    assert(description, `The task ${name} has no description`);
+    assertStringIncludes(listing, `- ${name}\n    // ${description}\n`);
   }
 });
