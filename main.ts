@@ -453,12 +453,27 @@ interface HeadWait {
 type HeadWaitEnd = "timeout" | "shutdown";
 
 /**
- * Every connection waiting for its head, checked by one timer every 50 ms.
- * A timer, an abort listener and a promise race for each would cost more
- * memory than thousands of waiting connections themselves.
+ * Every connection waiting for its head, checked by one timer every 50 ms:
+ * a timer, an abort listener and a promise race for each would cost more
+ * memory than thousands of waiting connections themselves. Each running
+ * server holds the timer, so that it is not set and cleared again for
+ * every connection (about 4 µs each time).
  */
 const headWaits = new Set<HeadWait>();
 let headWaitTimer: ReturnType<typeof setInterval> | undefined;
+let headWaitHolders = 0;
+
+function holdHeadWaitTimer(hold: boolean): void {
+  headWaitHolders += hold ? 1 : -1;
+  if (hold) headWaitTimer ??= setInterval(checkHeadWaits, 50);
+  else stopHeadWaitTimerWhenIdle();
+}
+
+function stopHeadWaitTimerWhenIdle(): void {
+  if (headWaits.size > 0 || headWaitHolders > 0) return;
+  clearInterval(headWaitTimer);
+  headWaitTimer = undefined;
+}
 
 function startHeadWait(conn: Connection, options: HandleOptions): HeadWait {
   const timeoutMs = options.headTimeoutMs ?? DEFAULTS.headTimeoutMs;
@@ -471,9 +486,7 @@ function startHeadWait(conn: Connection, options: HandleOptions): HeadWait {
 
 function stopHeadWait(wait: HeadWait): void {
   headWaits.delete(wait);
-  if (headWaits.size > 0) return;
-  clearInterval(headWaitTimer);
-  headWaitTimer = undefined;
+  stopHeadWaitTimerWhenIdle();
 }
 
 function checkHeadWaits(): void {
@@ -565,6 +578,7 @@ function start(listener: Deno.Listener, options: ServeOptions) {
   };
   if (signal.aborted) stop();
   else signal.addEventListener("abort", stop, { once: true });
+  holdHeadWaitTimer(true);
   const handleOptions: HandleOptions = {
     ...all,
     log: all.quiet ? () => {} : all.log,
@@ -572,6 +586,7 @@ function start(listener: Deno.Listener, options: ServeOptions) {
     abort: endOfGrace.signal,
   };
   const done = () => {
+    holdHeadWaitTimer(false);
     clearTimeout(graceTimer);
     signal.removeEventListener("abort", stop);
   };
