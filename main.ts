@@ -215,12 +215,10 @@ const RANGES = {
 /** Throws unless `value` is a whole number (or Infinity) in `[min, max]`. */
 function checkRange(name: string, value: unknown, [min, max]: Range) {
   if (typeof value !== "number" || Number.isNaN(value)) {
-    throw new TypeError(`${name} must be a number, not ${String(value)}`);
+    throw new TypeError(`${name} must be a number, not ${value}`);
   }
-  if (
-    !(Number.isInteger(value) || value === Infinity) || value < min ||
-    value > max
-  ) {
+  const whole = Number.isInteger(value) || value === Infinity;
+  if (!whole || value < min || value > max) {
     throw new RangeError(`${name} must be from ${min} to ${max}, not ${value}`);
   }
 }
@@ -284,7 +282,7 @@ async function readHead(
       try {
         read = await conn.read(buffer.subarray(length));
       } catch (error) {
-        if (wait.ended) return wait.ended; // closed by endHeadWait()
+        if (wait.ended) return wait.ended; // closed by checkHeadWaits()
         throw error;
       }
       if (wait.ended) return wait.ended;
@@ -300,7 +298,7 @@ async function readHead(
   }
 }
 
-/** What to log when no head came; a 408 is sent by endHeadWait(). */
+/** What to log when no head came; a 408 is sent by checkHeadWaits(). */
 const NO_HEAD = {
   closed: "closed by the client before a whole request",
   shutdown: "closed at shutdown before a whole request",
@@ -455,60 +453,57 @@ type HeadWaitEnd = "timeout" | "shutdown";
 /**
  * Every connection waiting for its head, checked by one timer every 50 ms:
  * a timer, an abort listener and a promise race for each would cost more
- * memory than thousands of waiting connections themselves. Each running
+ * memory than thousands of waiting connections themselves. A running
  * server holds the timer, so that it is not set and cleared again for
  * every connection (about 4 µs each time).
  */
 const headWaits = new Set<HeadWait>();
 let headWaitTimer: ReturnType<typeof setInterval> | undefined;
-let headWaitHolders = 0;
-
-function holdHeadWaitTimer(hold: boolean): void {
-  headWaitHolders += hold ? 1 : -1;
-  if (hold) headWaitTimer ??= setInterval(checkHeadWaits, 50);
-  else stopHeadWaitTimerWhenIdle();
-}
-
-function stopHeadWaitTimerWhenIdle(): void {
-  if (headWaits.size > 0 || headWaitHolders > 0) return;
-  clearInterval(headWaitTimer);
-  headWaitTimer = undefined;
-}
+let serversHoldingTimer = 0;
 
 function startHeadWait(conn: Connection, options: HandleOptions): HeadWait {
   const timeoutMs = options.headTimeoutMs ?? DEFAULTS.headTimeoutMs;
   const deadline = performance.now() + timeoutMs;
   const wait = { conn, deadline, shutdown: options.shutdown };
   headWaits.add(wait);
-  headWaitTimer ??= setInterval(checkHeadWaits, 50);
+  updateHeadWaitTimer();
   return wait;
 }
 
 function stopHeadWait(wait: HeadWait): void {
   headWaits.delete(wait);
-  stopHeadWaitTimerWhenIdle();
+  updateHeadWaitTimer();
 }
 
-function checkHeadWaits(): void {
-  const now = performance.now();
-  for (const wait of headWaits) {
-    if (wait.shutdown?.aborted) endHeadWait(wait, "shutdown");
-    else if (now >= wait.deadline) endHeadWait(wait, "timeout");
+/** Runs the timer while a server runs or a connection waits, only then. */
+function updateHeadWaitTimer(): void {
+  if (headWaits.size > 0 || serversHoldingTimer > 0) {
+    headWaitTimer ??= setInterval(checkHeadWaits, 50);
+  } else {
+    clearInterval(headWaitTimer);
+    headWaitTimer = undefined;
   }
 }
 
 /**
- * Ends a wait from outside. A pending read stops only when its connection
- * is closed, so a client that ran out of time is answered 408 first; its
- * read then fails, and readHead() returns `why` instead of the error.
+ * Ends the waits that ran out of time or met a shutdown. A pending read
+ * stops only when its connection is closed, so a client out of time is
+ * answered 408 first; its read then fails, and readHead() returns `ended`.
  */
-function endHeadWait(wait: HeadWait, why: HeadWaitEnd): void {
-  stopHeadWait(wait);
-  wait.ended = why;
-  if (why === "shutdown") return closeQuietly(wait.conn);
-  respondWithStatus(wait.conn, 408)
-    .catch(() => {}) // a client too slow to send a head may be gone too
-    .finally(() => closeQuietly(wait.conn));
+function checkHeadWaits(): void {
+  const now = performance.now();
+  for (const wait of headWaits) {
+    if (wait.shutdown?.aborted) wait.ended = "shutdown";
+    else if (now >= wait.deadline) wait.ended = "timeout";
+    else continue;
+    stopHeadWait(wait);
+    if (wait.ended === "shutdown") closeQuietly(wait.conn);
+    else {
+      respondWithStatus(wait.conn, 408)
+        .catch(() => {}) // a client too slow to send a head may be gone too
+        .finally(() => closeQuietly(wait.conn));
+    }
+  }
 }
 
 /**
@@ -578,7 +573,8 @@ function start(listener: Deno.Listener, options: ServeOptions) {
   };
   if (signal.aborted) stop();
   else signal.addEventListener("abort", stop, { once: true });
-  holdHeadWaitTimer(true);
+  serversHoldingTimer++;
+  updateHeadWaitTimer();
   const handleOptions: HandleOptions = {
     ...all,
     log: all.quiet ? () => {} : all.log,
@@ -586,7 +582,8 @@ function start(listener: Deno.Listener, options: ServeOptions) {
     abort: endOfGrace.signal,
   };
   const done = () => {
-    holdHeadWaitTimer(false);
+    serversHoldingTimer--;
+    updateHeadWaitTimer();
     clearTimeout(graceTimer);
     signal.removeEventListener("abort", stop);
   };
