@@ -265,6 +265,7 @@ async function readHead(
   options: HandleOptions,
 ): Promise<Uint8Array | NoHead> {
   const { maxHeadBytes = DEFAULTS.maxHeadBytes } = options;
+  checkRange("maxHeadBytes", maxHeadBytes, RANGES.maxHeadBytes); // or no end
   // Most heads are a few hundred bytes: start small and grow up to the
   // limit, so that thousands of waiting connections cost little memory.
   let buffer = new Uint8Array(Math.min(256, maxHeadBytes));

@@ -412,6 +412,17 @@ Deno.test("handle() and serve() need only the pages (and the mode); the rest def
   assertMatch(logs[1], /requests in flight have 10000 ms to finish$/);
 });
 
+Deno.test("handle() with a head limit that makes no sense logs the mistake and closes, instead of reading for ever", async () => {
+  const conn = new MemoryConn(get("/"));
+  const logs = await handleInMemory(conn, { maxHeadBytes: NaN });
+  assert(conn.closed);
+  assertEquals(conn.response, "");
+  assertMatch(
+    logs[0],
+    /^- failed: TypeError: maxHeadBytes must be a number, not NaN/,
+  );
+});
+
 Deno.test("serve() rejects options that make no sense, before it accepts anything", async () => {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   // As a script that is not type-checked would pass them.
