@@ -1,7 +1,8 @@
 /**
  * Starts `main.ts` as a process of its own, as a person runs it, for the
- * scripts in this folder: it can then be measured (resident memory) and
- * constrained (open-files limit) from outside, like any server.
+ * scripts in this folder: it can then be measured (resident memory, CPU
+ * time) and constrained (open-files limit) from outside, like any server.
+ * The benchmark's peers, which print the same first line, start the same way.
  *
  * @module
  */
@@ -31,6 +32,7 @@ export interface ServerProcess extends AsyncDisposable {
  * @param args More command-line arguments, such as `["serial"]`.
  * @param openFilesLimit When set, the process runs under `ulimit -n` of it.
  * @param v8Flags When set, passed to Deno as `--v8-flags`.
+ * @param script When set, the script to run instead of `main.ts`, as a URL.
  * @returns The running server.
  */
 export async function startServerProcess(
@@ -41,6 +43,7 @@ export async function startServerProcess(
     script?: string;
   } = {},
 ): Promise<ServerProcess> {
+  const name = script?.split("/").at(-1) ?? "main.ts";
   const deno = [
     "deno",
     "run",
@@ -79,7 +82,7 @@ export async function startServerProcess(
       }
     }
     listening.reject(
-      new Error(`main.ts ${args.join(" ")} exited before it listened`),
+      new Error(`${name} ${args.join(" ")} exited before it listened`),
     );
   })();
 
@@ -88,7 +91,7 @@ export async function startServerProcess(
     /^Listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(firstLine)?.[1],
   );
   if (!port) {
-    throw new Error(`Unexpected first line from main.ts: ${firstLine}`);
+    throw new Error(`Unexpected first line from ${name}: ${firstLine}`);
   }
 
   const stop = async () => {
