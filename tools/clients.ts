@@ -149,3 +149,22 @@ export async function sendGarbage(
     conn.close();
   }
 }
+
+/**
+ * Sends each of `heads` with {@linkcode sendGarbage}, on a connection of its
+ * own, `parallel` at a time, and returns the answers in the same order.
+ */
+export async function floodGarbage(
+  addr: Address,
+  heads: Uint8Array[],
+  parallel: number,
+): Promise<string[]> {
+  const answers: string[] = [];
+  for (let i = 0; i < heads.length; i += parallel) {
+    const batch = heads.slice(i, i + parallel);
+    answers.push(
+      ...await Promise.all(batch.map((head) => sendGarbage(addr, head))),
+    );
+  }
+  return answers;
+}

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { garbageHeads, send, sendGarbage } from "./clients.ts";
+import { floodGarbage, garbageHeads, send } from "./clients.ts";
 import { type ServerProcess, startServerProcess } from "./server_process.ts";
 
 const MiB = 1024 * 1024;
@@ -38,24 +38,6 @@ async function answersRoot(server: ServerProcess): Promise<boolean> {
   return (await response).startsWith("HTTP/1.1 200 OK\r\n");
 }
 
-/** Sends `heads` over as many connections, `parallel` at a time. */
-async function flood(
-  server: ServerProcess,
-  heads: Uint8Array[],
-  parallel: number,
-): Promise<string[]> {
-  const answers: string[] = [];
-  for (let i = 0; i < heads.length; i += parallel) {
-    const batch = heads.slice(i, i + parallel);
-    answers.push(
-      ...await Promise.all(
-        batch.map((head) => sendGarbage(address(server), head)),
-      ),
-    );
-  }
-  return answers;
-}
-
 async function garbage(): Promise<void> {
   const rounds = 6;
   const perRound = 5000;
@@ -71,7 +53,11 @@ async function garbage(): Promise<void> {
   const resident: number[] = [];
   let badAnswers = 0;
   for (let round = 0; round < rounds; round++) {
-    const answers = await flood(server, garbageHeads(perRound, round + 1), 100);
+    const answers = await floodGarbage(
+      address(server),
+      garbageHeads(perRound, round + 1),
+      100,
+    );
     badAnswers += answers.filter((answer) =>
       answer !== "" && !/^HTTP\/1\.1 4\d\d /.test(answer)
     ).length;
