@@ -21,7 +21,14 @@
  * @module
  */
 
-import { type Address, readResponse, send, writeAll } from "./clients.ts";
+import {
+  type Address,
+  floodGarbage,
+  garbageHeads,
+  readResponse,
+  send,
+  writeAll,
+} from "./clients.ts";
 import { startNginx } from "./nginx.ts";
 import { type ServerProcess, startServerProcess } from "./server_process.ts";
 
@@ -41,6 +48,7 @@ const SIZES = quick
     samples: 200,
     rounds: 2,
     loadSeconds: 1,
+    garbage: { steps: 3, perStep: 1000 },
     held: 1000,
     heldSettleMs: 500,
   }
@@ -50,6 +58,7 @@ const SIZES = quick
     samples: 2000,
     rounds: 5,
     loadSeconds: 3,
+    garbage: { steps: 6, perStep: 10_000 },
     held: 10_000,
     heldSettleMs: 1500,
   };
@@ -401,6 +410,44 @@ function loadTable(
   ];
 }
 
+/**
+ * Resident memory of main.ts --quiet and of the bare loop after every
+ * `perStep` malformed heads, sent 100 connections at a time; both get the
+ * same heads, taking turns. A server that keeps nothing per connection
+ * levels off once its heap has grown to what the traffic needs.
+ */
+async function garbageRows(): Promise<Row[]> {
+  const { steps, perStep } = SIZES.garbage;
+  await using ours = await startServerProcess(["concurrent", "--quiet"]);
+  await using bare = await startServerProcess([], { script: BARE_LOOP });
+  const series = new Map<ServerProcess, number[]>([[ours, []], [bare, []]]);
+  for (let step = 0; step < steps; step++) {
+    const heads = garbageHeads(perStep, step + 1);
+    const order = step % 2 === 0 ? [ours, bare] : [bare, ours];
+    for (const server of order) {
+      await floodGarbage(addressOf(server), heads, 100);
+      series.get(server)!.push(await server.residentBytes());
+    }
+  }
+  const inMiB = (of: ServerProcess) =>
+    `${series.get(of)!.map((bytes) => fixed(bytes / MiB)).join(", ")} MiB`;
+  // Even the bare loop grows for a while, as V8 and the allocator warm up,
+  // and then by a few MiB of noise: levelling off early means growing no
+  // more than it does once the first third of the heads has gone by.
+  const third = Math.max(1, Math.floor(steps / 3));
+  const lateGrowth = (of: ServerProcess) => {
+    const late = series.get(of)!.slice(third - 1);
+    return Math.max(...late) - late[0];
+  };
+  return [[
+    `resident memory after every ${perStep} malformed heads (100 connections at a time)`,
+    `${inMiB(ours)} with --quiet`,
+    `bare loop ${inMiB(bare)}`,
+    `growth after the first ${third * perStep} ≤ bare loop's + 2 MiB`,
+    met(lateGrowth(ours) <= lateGrowth(bare) + 2 * MiB),
+  ]];
+}
+
 /** Resident memory per connection, with `count` connections held open mid-head. */
 async function residentPerConnection(
   server: ServerProcess,
@@ -485,6 +532,7 @@ if (import.meta.main) {
       burstRows,
       latencyRows,
       loadRows,
+      garbageRows,
       heldRows,
     ]
   ) {
