@@ -49,6 +49,7 @@ const SIZES = quick
     rounds: 2,
     loadSeconds: 1,
     garbage: { steps: 3, perStep: 1000 },
+    sleepers: { requests: 600, clients: 300, limit: 200, sleepMs: 500 },
     held: 1000,
     heldSettleMs: 500,
   }
@@ -59,6 +60,7 @@ const SIZES = quick
     rounds: 5,
     loadSeconds: 3,
     garbage: { steps: 6, perStep: 10_000 },
+    sleepers: { requests: 12_000, clients: 3000, limit: 2000, sleepMs: 2000 },
     held: 10_000,
     heldSettleMs: 1500,
   };
@@ -448,6 +450,118 @@ async function garbageRows(): Promise<Row[]> {
   ]];
 }
 
+/** What main.ts did over one run of sleepers. */
+interface SleeperFigures {
+  peakBytes: number;
+  cpuSeconds: number;
+  wallSeconds: number;
+  /** How many requests got each answer other than 200, or each error. */
+  failures: Map<string, number>;
+}
+
+/**
+ * One /sleep request on a new connection: "200", another status, or the
+ * name of the error that ended it. An answer other than 200 is counted
+ * rather than thrown: with thousands of clients at once the listen backlog
+ * overflows, the kernel drops connections it has half opened, and a head
+ * that reaches the server seconds late (in a retransmission) may get 408.
+ */
+async function sleeper(addr: Address): Promise<string> {
+  try {
+    using conn = await Deno.connect(addr);
+    await writeAll(
+      conn,
+      "GET /sleep HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    const response = await readResponse(conn);
+    return /^HTTP\/1\.1 (\d{3}) /.exec(response)?.[1] ?? "no status line";
+  } catch (error) {
+    return (error as Error).name;
+  }
+}
+
+/**
+ * `SIZES.sleepers.requests` /sleep requests, each on a new connection, from
+ * `clients` clients at a time, against main.ts with `limit` as its
+ * --max-in-flight, or none.
+ */
+async function sleepers(limit?: number): Promise<SleeperFigures> {
+  const { requests, clients, sleepMs } = SIZES.sleepers;
+  await using server = await startServerProcess([
+    "concurrent",
+    "--quiet",
+    `--sleep-ms=${sleepMs}`,
+    ...(limit === undefined ? [] : [`--max-in-flight=${limit}`]),
+  ]);
+  const addr = addressOf(server);
+  const cpuBefore = await server.cpuSeconds();
+  const started = performance.now();
+  const failures = new Map<string, number>();
+  let sent = 0;
+  await Promise.all(Array.from({ length: clients }, async () => {
+    while (sent < requests) {
+      sent++;
+      const answer = await sleeper(addr);
+      if (answer !== "200") {
+        failures.set(answer, (failures.get(answer) ?? 0) + 1);
+      }
+    }
+  }));
+  return {
+    peakBytes: await server.peakResidentBytes(),
+    cpuSeconds: await server.cpuSeconds() - cpuBefore,
+    wallSeconds: (performance.now() - started) / 1000,
+    failures,
+  };
+}
+
+/**
+ * The sleepers against main.ts with --max-in-flight and without. One run
+ * each, for the time they take: peak memory hardly varies from run to run,
+ * and the two differ in CPU time by far more than a run's noise.
+ */
+async function maxInFlightRows(): Promise<Row[]> {
+  const { requests, clients, limit, sleepMs } = SIZES.sleepers;
+  const limited = await sleepers(limit);
+  const free = await sleepers();
+  const what =
+    `${requests} /sleep (${sleepMs} ms), ${clients} clients at a time`;
+  const withLimit = `with --max-in-flight=${limit}`;
+  const notAnswered = (run: SleeperFigures) =>
+    run.failures.size === 0
+      ? "all 200"
+      : [...run.failures].map(([answer, count]) => `${count} × ${answer}`).join(
+        ", ",
+      );
+  return [
+    [
+      `${what}: peak resident memory`,
+      `${mib(limited.peakBytes)} ${withLimit}`,
+      `no limit ${mib(free.peakBytes)} (${
+        fixed(limited.peakBytes / free.peakBytes, 2)
+      }×)`,
+      "no higher than with no limit",
+      met(limited.peakBytes <= free.peakBytes),
+    ],
+    [
+      `${what}: server CPU time`,
+      `${fixed(limited.cpuSeconds, 2)} s ${withLimit}`,
+      `no limit ${fixed(free.cpuSeconds, 2)} s (${
+        fixed(limited.cpuSeconds / free.cpuSeconds, 2)
+      }×)`,
+      "no higher than with no limit",
+      met(limited.cpuSeconds <= free.cpuSeconds),
+    ],
+    [
+      `${what}: wall time, and answers other than 200`,
+      `${fixed(limited.wallSeconds)} s, ${notAnswered(limited)}`,
+      `no limit ${fixed(free.wallSeconds)} s, ${notAnswered(free)}`,
+      "",
+      "",
+    ],
+  ];
+}
+
 /** Resident memory per connection, with `count` connections held open mid-head. */
 async function residentPerConnection(
   server: ServerProcess,
@@ -533,6 +647,7 @@ if (import.meta.main) {
       latencyRows,
       loadRows,
       garbageRows,
+      maxInFlightRows,
       heldRows,
     ]
   ) {

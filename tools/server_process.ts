@@ -18,6 +18,11 @@ export interface ServerProcess extends AsyncDisposable {
   readonly lines: readonly string[];
   /** Its resident memory now, in bytes, as `ps` reports it. */
   residentBytes(): Promise<number>;
+  /**
+   * The most resident memory it has had so far, in bytes: the kernel's own
+   * record of the peak (`VmHWM`; Linux), which no sampling can miss.
+   */
+  peakResidentBytes(): Promise<number>;
   /** The CPU time it has used so far, user and system, in seconds (Linux). */
   cpuSeconds(): Promise<number>;
   /** Whether it is still running. */
@@ -108,6 +113,13 @@ export async function startServerProcess(
         args: ["-o", "rss=", "-p", String(child.pid)],
       }).output();
       return Number(new TextDecoder().decode(stdout).trim()) * 1024;
+    },
+    async peakResidentBytes() {
+      const { stdout } = await new Deno.Command("sh", {
+        args: ["-c", `grep '^VmHWM:' /proc/${child.pid}/status`],
+      }).output();
+      const kiB = /(\d+) kB/.exec(new TextDecoder().decode(stdout))?.[1];
+      return Number(kiB) * 1024;
     },
     async cpuSeconds() {
       // Fields 14 and 15 of /proc/<pid>/stat, in clock ticks; see proc(5).
