@@ -281,7 +281,7 @@ async function readHead(
       }
       let read: number | null;
       try {
-        read = await conn.read(buffer.subarray(length));
+        read = await conn.read(length ? buffer.subarray(length) : buffer);
       } catch (error) {
         if (wait.ended) return wait.ended; // closed by checkHeadWaits()
         throw error;
@@ -291,7 +291,7 @@ async function readHead(
       // The blank line may straddle two reads, so look back a little.
       const searchFrom = Math.max(0, length - 3);
       length += read;
-      const end = findHeadEnd(buffer.subarray(0, length), searchFrom);
+      const end = findHeadEnd(buffer, searchFrom);
       if (end !== -1) return buffer.subarray(0, end);
     }
   } finally {
@@ -306,7 +306,10 @@ const NO_HEAD = {
   timeout: 408,
 } as const;
 
-/** The index just past the first empty line (CRLF or bare LF), or -1. */
+/**
+ * The index just past the first empty line (CRLF or bare LF), or -1. Past
+ * what was read, the buffer is still all zeros, so the search needs no end.
+ */
 function findHeadEnd(bytes: Uint8Array, from: number): number {
   for (
     let i = bytes.indexOf(LF, from);
@@ -325,9 +328,10 @@ const CR = 0x0d;
 // ---------------------------------------------------------------------------
 // Parsing the head
 
-/** A request line and field lines as RFC 9112 spells them. */
-const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([!-~]+) HTTP\/1\.([01])$/;
-const FIELD_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[\t -~\u0080-\uffff]*$/;
+/** A request line and field lines as RFC 9112 spells them, CR optional. */
+const REQUEST_LINE =
+  /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([!-~]+) HTTP\/1\.([01])\r?$/;
+const FIELD_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[\t -~\u0080-\uffff]*\r?$/;
 
 /** The request, or `invalid` with as much of the request line as was read. */
 type ParsedHead =
@@ -336,8 +340,8 @@ type ParsedHead =
 
 /** Parses a head; HTTP/1.1 needs exactly one `Host` (RFC 9112). */
 function parseHead(head: Uint8Array): ParsedHead {
-  const [requestLine, ...fieldLines] = decoder.decode(head).split(/\r?\n/)
-    .slice(0, -2); // the empty line that ends the head, and what follows it
+  const [requestLine, ...fieldLines] = decoder.decode(head).split("\n");
+  fieldLines.length -= 2; // the empty line that ends the head, and after it
   const match = REQUEST_LINE.exec(requestLine);
   if (match === null) return { invalid: true };
   const [, method, target, minorVersion] = match;
@@ -347,7 +351,7 @@ function parseHead(head: Uint8Array): ParsedHead {
   for (const fieldLine of fieldLines) {
     const field = FIELD_LINE.exec(fieldLine);
     if (field === null) return { invalid: true, line };
-    if (field[1].toLowerCase() === "host") hosts++;
+    if (field[1].length === 4 && field[1].toLowerCase() === "host") hosts++;
   }
   const path = pathOf(target);
   if (hosts > 1 || (minorVersion === "1" && hosts === 0) || !path) {
@@ -374,16 +378,19 @@ const TEXT = "text/plain; charset=utf-8";
 const encoder = new TextEncoder();
 
 /** Writes a whole HTML response, with or without its body. */
-async function respond(
+function respond(
   conn: Connection,
   status: StatusCode,
   page: Uint8Array,
   withBody: boolean,
 ): Promise<StatusCode> {
   const response = pageResponse(status, page);
-  const length = withBody ? response.length : response.length - page.length;
-  await writeAll(conn, response.subarray(0, length));
-  return status;
+  const headLength = response.length - page.length;
+  return send(
+    conn,
+    withBody ? response : response.subarray(0, headLength),
+    status,
+  );
 }
 
 /**
@@ -406,9 +413,8 @@ function pageResponse(status: StatusCode, page: Uint8Array): Uint8Array {
 const pageResponses = new WeakMap<Uint8Array, Map<StatusCode, Uint8Array>>();
 
 /** Answers with a short plain-text body that names the status. */
-async function respondWithStatus(conn: Connection, status: ErrorStatus) {
-  await writeAll(conn, STATUS_RESPONSES[status]);
-  return status;
+function respondWithStatus(conn: Connection, status: ErrorStatus) {
+  return send(conn, STATUS_RESPONSES[status], status);
 }
 type ErrorStatus = 400 | 405 | 408 | 431;
 const STATUS_RESPONSES = Object.fromEntries(
@@ -433,10 +439,13 @@ function responseBytes(status: StatusCode, type: string, body: Uint8Array) {
   return response;
 }
 
-async function writeAll(conn: Connection, bytes: Uint8Array): Promise<void> {
-  for (let written = 0; written < bytes.byteLength;) {
+/** Writes all of `bytes`, however few each write takes; returns `status`. */
+async function send<S>(conn: Connection, bytes: Uint8Array, status: S) {
+  let written = await conn.write(bytes);
+  while (written < bytes.length) {
     written += await conn.write(bytes.subarray(written));
   }
+  return status;
 }
 
 // ---------------------------------------------------------------------------
