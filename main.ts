@@ -200,6 +200,7 @@ export const DEFAULTS = {
   maxHeadBytes: 8192,
   maxInFlight: Infinity,
   graceMs: 10_000,
+  workers: navigator.hardwareConcurrency,
 } as const;
 
 /** The range of each numeric option. */
@@ -210,6 +211,7 @@ const RANGES = {
   graceMs: [0, 2 ** 31 - 1],
   maxHeadBytes: [64, 2 ** 20],
   maxInFlight: [1, Infinity],
+  workers: [1, 1024],
 } as const;
 
 /** Throws unless `value` is a whole number (or Infinity) in `[min, max]`. */
@@ -248,7 +250,8 @@ function checked(options: ServeOptions): Required<ServeOptions> {
     pages,
   };
   for (const [name, range] of Object.entries(RANGES)) {
-    if (name !== "port") checkRange(name, all[name as NumberOption], range);
+    if (name === "port" || name === "workers") continue; // the command line's
+    checkRange(name, all[name as NumberOption], range);
   }
   return all;
 }
@@ -656,19 +659,115 @@ export async function loadPages(
 }
 
 // ---------------------------------------------------------------------------
+// Parallel mode: the concurrent loop on every CPU
+
+/**
+ * Runs serve() in concurrent mode in `options.workers` Workers: threads with
+ * an event loop each, listening on `probe`'s port with SO_REUSEPORT, so that
+ * the kernel gives each new connection to one of them. `probe` holds the
+ * port until they all listen. A worker that fails ends them all (a bug).
+ * Resolves with the exit code once they have stopped.
+ */
+async function serveInWorkers(
+  probe: Deno.TcpListener,
+  { pages, signal: stop, ...options }: ParallelOptions,
+  startLine: string,
+): Promise<number> {
+  const port = probe.addr.port;
+  const failed = Promise.withResolvers<string>();
+  const workers = Array.from({ length: options.workers }, (_, i) => {
+    const worker = new Worker(import.meta.url, { type: "module" });
+    const said = { listening: wait(), stopped: wait() };
+    // A worker says "listening", later "stopped", or else why it failed.
+    worker.onmessage = ({ data }) =>
+      (said[data as Said] ?? failed).resolve(data);
+    worker.onerror = (event) => {
+      event.preventDefault(); // end this worker, not the process
+      failed.resolve(`Worker ${i + 1} failed: ${event.message}`);
+    };
+    worker.postMessage({ id: i + 1, options: { ...options, port }, pages });
+    stop.addEventListener("abort", () => worker.postMessage(stop.reason));
+    return { worker, ...said };
+  });
+  const all = (word: Said) =>
+    Promise.race([
+      failed.promise,
+      Promise.all(workers.map((w) => w[word].promise)).then(() => ""),
+    ]);
+  let failure = await all("listening");
+  probe.close();
+  if (!failure) print(startLine);
+  failure ||= await all("stopped");
+  workers.forEach(({ worker }) => worker.terminate());
+  if (failure) console.error(`error: ${failure}`);
+  return failure ? 1 : 0;
+}
+type ParallelOptions = CommandLine & { pages: Pages; signal: AbortSignal };
+type Said = "listening" | "stopped";
+const wait = () => Promise.withResolvers<string>();
+
+/** In a worker of parallel mode: serve() until the main thread says stop. */
+function serveInWorker(): void {
+  // A worker's global scope talks to its parent as a Worker object does.
+  const parent = globalThis as unknown as Worker;
+  const stop = new AbortController();
+  parent.onmessage = async ({ data }) => {
+    if (!data.options) return stop.abort(data); // the reason, as in main()
+    const { id, options, pages } = data;
+    const { hostname, port } = options;
+    let listener;
+    try {
+      listener = Deno.listen({ hostname, port, reusePort: true });
+    } catch (error) {
+      const why = `a second listener on ${port}: ${describe(error)}`;
+      return parent.postMessage(
+        `Parallel mode needs SO_REUSEPORT, which Deno sets on Linux only (${why})`,
+      );
+    }
+    parent.postMessage("listening");
+    await serve(listener, {
+      ...options,
+      mode: "concurrent",
+      pages,
+      log: (line) => print(`${localTime()} worker ${id}: ${line}`),
+      signal: stop.signal,
+    });
+    parent.postMessage("stopped");
+  };
+}
+
+/** Why parallel mode cannot start here, if it cannot. */
+function whyNoParallelMode(): string | undefined {
+  // Deno.listenDatagram is there only with the unstable network APIs on,
+  // as Deno.listen's reusePort needs: without them, it ends the process.
+  if (!("listenDatagram" in Deno)) {
+    return "Parallel mode needs Deno.listen's reusePort, still unstable: add --unstable-net after deno run";
+  }
+  const self = import.meta.filename; // undefined for a remote module
+  const read = self &&
+    Deno.permissions.requestSync({ name: "read", path: self });
+  if (read && read.state !== "granted") {
+    return `Parallel mode starts its workers from ${self}: add it to --allow-read`;
+  }
+}
+
+// ---------------------------------------------------------------------------
 // The command line
 
 /** What the command line chooses; see {@linkcode ServeOptions}. */
 export type CommandLine =
-  & Required<Pick<ServeOptions, NumberOption | "mode" | "quiet">>
-  & { hostname: string; port: number; help: boolean };
+  & Required<Pick<ServeOptions, NumberOption | "quiet">>
+  & { mode: Mode | "parallel"; hostname: string; port: number }
+  & { workers: number; help: boolean };
 
 /** The help that `--help` prints. */
-export const HELP = `Usage: main.ts [serial|concurrent] [options]
+export const HELP = `Usage: main.ts [serial|concurrent|parallel] [options]
 
 Serves hello.html and 404.html, a slow /sleep and a CPU-bound /block.
   serial       the accept loop awaits each connection: one client at a time
   concurrent   the accept loop detaches each connection: all at once (default)
+  parallel     concurrent, in a worker thread per CPU on one port (Linux only;
+               needs deno run --unstable-net and main.ts in --allow-read)
 
 Options (--name=value and --name value both work):
   --port N             the port; 0 takes any free one (default ${DEFAULTS.port})
@@ -676,13 +775,15 @@ Options (--name=value and --name value both work):
   --sleep-ms N         how long /sleep waits and /block spins (default ${DEFAULTS.sleepMs})
   --head-timeout-ms N  time to send a request head, then 408 (default ${DEFAULTS.headTimeoutMs})
   --grace-ms N         on Ctrl-C or SIGTERM, time left to requests (default ${DEFAULTS.graceMs})
-  --max-in-flight N    concurrent: at most N connections at once (default: no limit)
+  --max-in-flight N    at most N connections at once in each loop (default: no limit)
+  --workers N          parallel: how many worker threads (default ${DEFAULTS.workers})
   --quiet              no line per connection
   -h, --help           print this help
 
 Examples:
   deno run --allow-net=127.0.0.1 --allow-read main.ts serial --sleep-ms 2000
-  deno run --allow-net=[::1] --allow-read main.ts --hostname ::1 --port 0`;
+  deno run --allow-net=[::1] --allow-read main.ts --hostname ::1 --port 0
+  deno run --unstable-net --allow-net=127.0.0.1 --allow-read main.ts parallel`;
 
 /** The flags that take a whole number, each named for its option. */
 const NUMBER_FLAGS = [
@@ -691,6 +792,7 @@ const NUMBER_FLAGS = [
   "head-timeout-ms",
   "grace-ms",
   "max-in-flight",
+  "workers",
 ] as const;
 type NumberOption = "sleepMs" | "headTimeoutMs" | "graceMs" | "maxInFlight";
 
@@ -719,7 +821,7 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
     },
   });
   const modes = flags._.map(String);
-  const unknown = modes.find((mode) => !isMode(mode));
+  const unknown = modes.find((mode) => !isMode(mode) && mode !== "parallel");
   if (unknown) throw new TypeError(`Unknown argument "${unknown}"`);
   if (modes.length > 1) {
     throw new TypeError(`Choose one mode, not ${modes.join(" and ")}`);
@@ -727,7 +829,7 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
   const { maxHeadBytes: _, ...defaults } = DEFAULTS;
   const options: CommandLine = {
     ...defaults,
-    mode: (modes[0] ?? DEFAULTS.mode) as Mode,
+    mode: (modes[0] ?? DEFAULTS.mode) as CommandLine["mode"],
     hostname: (flags.hostname ?? DEFAULTS.hostname).replace(/^\[(.*)\]$/, "$1"),
     quiet: flags.quiet,
     help: flags.help,
@@ -741,11 +843,14 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
     }
     const option = flag.replace(/-(.)/g, (_, c) => c.toUpperCase());
     checkRange(`--${flag}`, Number(value), RANGES[option as "port"]);
-    options[option as NumberOption | "port"] = Number(value);
+    options[option as NumberOption | "port" | "workers"] = Number(value);
   }
   if (options.hostname === "") throw new TypeError("--hostname needs a value");
   if (options.mode === "serial" && flags["max-in-flight"] !== undefined) {
     throw new TypeError("--max-in-flight is for concurrent mode only");
+  }
+  if (options.mode !== "parallel" && flags.workers !== undefined) {
+    throw new TypeError("--workers is for parallel mode only");
   }
   return options;
 }
@@ -775,35 +880,49 @@ export async function main(args: readonly string[]): Promise<number> {
     print(HELP);
     return 0;
   }
-  const { mode, hostname, port } = options;
+  const { mode, hostname, port, workers } = options;
+  const parallel = mode === "parallel";
+  const cannot = parallel && whyNoParallelMode();
+  if (cannot) {
+    console.error(`error: ${cannot}`);
+    return 1;
+  }
   let pages: Pages, listener: Deno.TcpListener;
   try {
     pages = await loadPages();
-    listener = Deno.listen({ hostname, port });
+    // In parallel mode, the workers join this listener's port.
+    listener = Deno.listen({ hostname, port, reusePort: parallel });
   } catch (error) {
     console.error(`error: ${whyNotStarting(error, options)}`);
     return 1;
   }
   const url = `http://${bracketed(hostname)}:${listener.addr.port}/`;
-  print(`Listening on ${url} (${mode})`);
+  const how = parallel ? `parallel, ${workers} workers` : mode;
+  const started = `Listening on ${url} (${how})`;
 
   const stop = new AbortController();
   const removeSignalListeners = onSignals(stop);
+  const serving = { ...options, pages, signal: stop.signal };
+  let code = 0;
   try {
-    await serve(listener, {
-      ...options,
-      pages,
-      log: (line) => print(`${localTime()} ${line}`),
-      signal: stop.signal,
-    });
+    if (parallel) code = await serveInWorkers(listener, serving, started);
+    else {
+      print(started);
+      await serve(listener, {
+        ...serving,
+        mode,
+        log: (line) => print(`${localTime()} ${line}`),
+      });
+    }
   } finally {
     removeSignalListeners();
   }
-  print("Stopped");
-  return 0;
+  if (code === 0) print("Stopped");
+  return code;
 }
 
-const USAGE = "Usage: main.ts [serial|concurrent] [options]; see --help";
+const USAGE =
+  "Usage: main.ts [serial|concurrent|parallel] [options]; see --help";
 
 /**
  * Aborts `stop` on SIGINT or SIGTERM, and exits 130 on a second one. A
@@ -864,5 +983,7 @@ function whyNotStarting(error: unknown, { hostname, port }: CommandLine) {
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  // In a worker of parallel mode, this module is the main module too.
+  if ("WorkerGlobalScope" in globalThis) serveInWorker();
+  else Deno.exit(await main(Deno.args));
 }

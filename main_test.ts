@@ -835,6 +835,7 @@ Deno.test("parseCommandLine() takes the mode and flags, with defaults for the re
     sleepMs: DEFAULTS.sleepMs,
     headTimeoutMs: DEFAULTS.headTimeoutMs,
     graceMs: DEFAULTS.graceMs,
+    workers: DEFAULTS.workers,
     help: false,
   });
   const expected = {
@@ -846,6 +847,7 @@ Deno.test("parseCommandLine() takes the mode and flags, with defaults for the re
     sleepMs: 250,
     headTimeoutMs: 100,
     graceMs: 0,
+    workers: DEFAULTS.workers,
     help: false,
   };
   assertEquals(
@@ -882,19 +884,34 @@ Deno.test("parseCommandLine() takes the mode and flags, with defaults for the re
     expected,
   );
   assertEquals(parseCommandLine(["-h"]).help, true);
+  // --max-in-flight holds for each worker in parallel mode.
+  const parallel = parseCommandLine([
+    "parallel",
+    "--workers=3",
+    "--max-in-flight=2",
+  ]);
+  assertEquals([parallel.mode, parallel.workers, parallel.maxInFlight], [
+    "parallel",
+    3,
+    2,
+  ]);
 });
 
 const folder = Deno.realPathSync(new URL("./", import.meta.url));
 const mainUrl = new URL("./main.ts", import.meta.url).href;
 
 /** `deno` arguments that run main.ts with `args` and no deno.json. */
-function runMainArgs(args: string[], allowNet = "127.0.0.1"): string[] {
-  const read = `--allow-read=${folder}`;
+function runMainArgs(
+  args: string[],
+  allowNet = "127.0.0.1",
+  { allowRead = folder, unstableNet = false } = {},
+): string[] {
   return [
     "run",
     "--no-config",
+    ...(unstableNet ? ["--unstable-net"] : []),
     `--allow-net=${allowNet}`,
-    read,
+    `--allow-read=${allowRead}`,
     mainUrl,
     ...args,
   ];
@@ -906,11 +923,16 @@ function runMainArgs(args: string[], allowNet = "127.0.0.1"): string[] {
  */
 function mainCommand(
   args: string[],
-  { allowNet = "127.0.0.1", env = {} as Record<string, string> } = {},
+  { allowNet = "127.0.0.1", env = {}, ...flags }: {
+    allowNet?: string;
+    env?: Record<string, string>;
+    allowRead?: string;
+    unstableNet?: boolean;
+  } = {},
 ): Deno.Command {
   // "deno" from PATH, not Deno.execPath(): the test task may run only that.
   return new Deno.Command("deno", {
-    args: runMainArgs(args, allowNet),
+    args: runMainArgs(args, allowNet, flags),
     cwd: new URL("../", import.meta.url),
     env,
     stdout: "piped",
@@ -921,7 +943,7 @@ function mainCommand(
 Deno.test("main.ts rejects a mistake on the command line with one line, a pointer to --help and exit code 2", async () => {
   for (
     const [args, message] of [
-      [["parallel"], 'Unknown argument "parallel"'],
+      [["threaded"], 'Unknown argument "threaded"'],
       [["--prot=80"], 'Unknown option "--prot=80"'],
       [["--port=http"], '--port needs a whole number, not "http"'],
       [["--port"], "--port needs a value"],
@@ -933,6 +955,8 @@ Deno.test("main.ts rejects a mistake on the command line with one line, a pointe
         ["serial", "--max-in-flight=2"],
         "--max-in-flight is for concurrent mode only",
       ],
+      [["--workers=2"], "--workers is for parallel mode only"],
+      [["parallel", "--workers=0"], "--workers must be from 1 to 1024, not 0"],
     ]
   ) {
     const { code, stdout, stderr } = await mainCommand(args as string[])
@@ -944,7 +968,7 @@ Deno.test("main.ts rejects a mistake on the command line with one line, a pointe
     assertEquals(lines[0], `error: ${message}`);
     assertEquals(
       lines[1],
-      "Usage: main.ts [serial|concurrent] [options]; see --help",
+      "Usage: main.ts [serial|concurrent|parallel] [options]; see --help",
     );
   }
 });
@@ -955,7 +979,10 @@ Deno.test("main.ts --help prints every option with its meaning and default, and 
     assertEquals(code, 0);
     assertEquals(decoder.decode(stderr), "");
     const help = decoder.decode(stdout);
-    assertMatch(help, /^Usage: main\.ts \[serial\|concurrent\] \[options\]\n/);
+    assertMatch(
+      help,
+      /^Usage: main\.ts \[serial\|concurrent\|parallel\] \[options\]\n/,
+    );
     for (
       const [option, value] of [
         ["--port N", DEFAULTS.port],
@@ -964,6 +991,7 @@ Deno.test("main.ts --help prints every option with its meaning and default, and 
         ["--head-timeout-ms N", DEFAULTS.headTimeoutMs],
         ["--grace-ms N", DEFAULTS.graceMs],
         ["--max-in-flight N", "no limit"],
+        ["--workers N", DEFAULTS.workers],
       ]
     ) {
       assertMatch(help, new RegExp(`\n  ${option} .*\\(default:? ${value}\\)`));
@@ -1048,7 +1076,7 @@ async function spawnMain(
     if (done) break;
     output += value;
   }
-  const match = /^Listening on (http:\/\/([^/]+):(\d+)\/) \((\w+)\)\n/
+  const match = /^Listening on (http:\/\/([^/]+):(\d+)\/) \((\w+)[^)]*\)\n/
     .exec(output);
   return {
     url: match?.[1],
@@ -1185,6 +1213,137 @@ async function answersOn(port: number): Promise<number> {
 }
 
 // ---------------------------------------------------------------------------
+// Parallel mode: a worker thread per CPU on one port
+
+/** Spawns main.ts in parallel mode with two workers, whatever the CPUs. */
+function spawnParallel(args: string[]) {
+  return spawnMain(["parallel", "--workers=2", "--port=0", ...args], {
+    unstableNet: true,
+  });
+}
+
+/** `count` requests for `path` at once, each on a connection of its own. */
+async function sendMany(addr: Address, path: string, count: number) {
+  const sent = await Promise.all(
+    Array.from({ length: count }, () => send(addr, get(path))),
+  );
+  return sent.map(({ response }) => response);
+}
+
+Deno.test("main.ts parallel says in one line what to add when --unstable-net is missing or it cannot read main.ts, and exits 1", async () => {
+  for (
+    const [flags, message] of [
+      [
+        {},
+        "Parallel mode needs Deno.listen's reusePort, still unstable: add --unstable-net after deno run",
+      ],
+      [
+        {
+          unstableNet: true,
+          allowRead: `${folder}/hello.html,${folder}/404.html`,
+        },
+        `Parallel mode starts its workers from ${folder}/main.ts: add it to --allow-read`,
+      ],
+    ] as const
+  ) {
+    const { code, stdout, stderr } = await mainCommand(
+      ["parallel", "--port=0"],
+      flags,
+    ).output();
+    assertEquals(code, 1);
+    assertEquals(decoder.decode(stdout), "");
+    assertEquals(decoder.decode(stderr), `error: ${message}\n`);
+  }
+});
+
+Deno.test("main.ts in parallel mode serves from every worker: 100 simultaneous /sleep take about one sleep, and 4xx as in concurrent mode", async () => {
+  const main = await spawnParallel([
+    "--sleep-ms=1000",
+    "--head-timeout-ms=500",
+  ]);
+  let elapsedMs, responses, bad, stalled;
+  try {
+    assertMatch(main.firstLine, /^Listening on .* \(parallel, 2 workers\)\n/);
+    const addr = { hostname: "127.0.0.1", port: main.port };
+    const started = performance.now();
+    responses = await Promise.all(await sendMany(addr, "/sleep", 100));
+    elapsedMs = performance.now() - started;
+    bad = await (await send(addr, "GET / HTTP/9\r\n\r\n")).response;
+    stalled = await (await send(addr, "GET / HTTP/1.1\r\nHo")).response;
+  } finally {
+    main.kill("SIGTERM");
+  }
+  for (const response of responses) assertEquals(response, OK_HELLO);
+  // One sleep, not a hundred: the margin is wide for a busy machine.
+  assertGreaterOrEqual(elapsedMs, 1000);
+  assertLess(elapsedMs, 5000);
+  assertEquals(bad, statusPage("400 Bad Request"));
+  assertEquals(stalled, statusPage("408 Request Timeout"));
+  const { code, output, stderr } = await main.exited();
+  assertEquals(code, 0, stderr);
+  // The kernel spread the hundred over both (one has them all once in 2^99).
+  assertMatch(output, /\d worker 1: GET \/sleep 200 \(\d+ ms\)\n/);
+  assertMatch(output, /\d worker 2: GET \/sleep 200 \(\d+ ms\)\n/);
+});
+
+Deno.test("main.ts in parallel mode: /block stalls only the worker that runs it, and the other answers at once", async () => {
+  const main = await spawnParallel(["--sleep-ms=3000"]);
+  const addr = { hostname: "127.0.0.1", port: main.port };
+  const count = 100;
+  let blockAnsweredAt = Infinity;
+  const answeredAt: number[] = [];
+  try {
+    const blocking = (await send(addr, get("/block"))).response.then((
+      response,
+    ) => (blockAnsweredAt = performance.now(), response));
+    // /block spins once its head is read: ample time for that.
+    await delay(500);
+    const responses = (await sendMany(addr, "/", count)).map((response) =>
+      response.then((text) => (answeredAt.push(performance.now()), text))
+    );
+    assertEquals(await blocking, OK_HELLO);
+    for (const response of await Promise.all(responses)) {
+      assertEquals(response, OK_HELLO);
+    }
+  } finally {
+    main.kill("SIGTERM");
+  }
+  assertEquals((await main.exited()).code, 0);
+  // The kernel picks a worker for each connection, so about half go to the
+  // free one and are answered at once (a second or more before /block), and
+  // the rest wait for /block. A quarter: fewer is a chance below 1 in 10^6.
+  const fast = answeredAt.filter((at) => at < blockAnsweredAt - 1000).length;
+  assertGreaterOrEqual(fast, count / 4, `${fast} of ${count} answered at once`);
+  assertLess(fast, count, "none waited: the blocked worker got no connection");
+});
+
+Deno.test("main.ts in parallel mode on SIGTERM lets a /sleep in flight on every worker finish, exits 0 and frees the port", async () => {
+  const main = await spawnParallel(["--sleep-ms=2000"]);
+  const addr = { hostname: "127.0.0.1", port: main.port };
+  let responses;
+  try {
+    // Thirty, so that each worker surely gets some (all on one: 1 in 10^9).
+    responses = await sendMany(addr, "/sleep", 30);
+    await delay(500);
+  } finally {
+    main.kill("SIGTERM");
+  }
+  for (const response of await Promise.all(responses)) {
+    assertEquals(response, OK_HELLO);
+  }
+  const { code, output, stderr } = await main.exited();
+  assertEquals(code, 0, stderr);
+  for (const worker of ["worker 1", "worker 2"]) {
+    // Stopped first, then finished its sleeps: they were in flight.
+    const stopping = output.indexOf(`${worker}: Stopping on SIGTERM`);
+    assertGreaterOrEqual(stopping, 0, output);
+    assertLess(stopping, output.lastIndexOf(`${worker}: GET /sleep 200`));
+  }
+  assertMatch(output, /Stopped\n$/);
+  await assertRefused(addr);
+});
+
+// ---------------------------------------------------------------------------
 // In a terminal, as people run it
 
 /**
@@ -1226,6 +1385,7 @@ async function inTerminal(command: string) {
 const terminalCommands = [
   "deno task start",
   "deno task serial",
+  "deno task parallel",
   "deno run --allow-net=127.0.0.1 --allow-read=. main.ts",
 ];
 for (const command of terminalCommands) {
