@@ -38,14 +38,16 @@ export interface ServerProcess extends AsyncDisposable {
  * @param openFilesLimit When set, the process runs under `ulimit -n` of it.
  * @param v8Flags When set, passed to Deno as `--v8-flags`.
  * @param script When set, the script to run instead of `main.ts`, as a URL.
+ * @param denoFlags More flags for `deno run`, such as `--unstable-net`.
  * @returns The running server.
  */
 export async function startServerProcess(
   args: readonly string[],
-  { openFilesLimit, v8Flags, script }: {
+  { openFilesLimit, v8Flags, script, denoFlags = [] }: {
     openFilesLimit?: number;
     v8Flags?: string;
     script?: string;
+    denoFlags?: readonly string[];
   } = {},
 ): Promise<ServerProcess> {
   const name = script?.split("/").at(-1) ?? "main.ts";
@@ -53,6 +55,7 @@ export async function startServerProcess(
     "deno",
     "run",
     ...(v8Flags === undefined ? [] : [`--v8-flags=${v8Flags}`]),
+    ...denoFlags,
     "--allow-net=127.0.0.1",
     `--allow-read=${folder}`,
     script ?? mainUrl,
