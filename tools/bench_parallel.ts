@@ -1,0 +1,197 @@
+/**
+ * Parallel mode against `deno serve --parallel`, each with the same number
+ * of threads, in the same run: requests per second of `/` with 1, 2 and
+ * all-CPU workers, and resident memory per worker. `deno task bench` runs it
+ * after bench.ts, with the same arguments.
+ *
+ * ```sh
+ * deno task bench            # both tables
+ * deno task bench --quick    # smaller numbers: checks it runs
+ * ```
+ *
+ * It needs wrk (Debian: `apt-get install wrk`): a client in Deno would be
+ * slower than the servers it measures.
+ *
+ * @module
+ */
+
+import { startServerProcess } from "./server_process.ts";
+
+const quick = Deno.args.includes("--quick");
+const unknown = Deno.args.filter((arg) => arg !== "--quick");
+if (unknown.length > 0) {
+  console.error(
+    `error: Unknown argument "${
+      unknown[0]
+    }"\nUsage: bench_parallel.ts [--quick]`,
+  );
+  Deno.exit(2);
+}
+
+const SECONDS = quick ? 1 : 5;
+const ROUNDS = quick ? 1 : 3;
+const CPUS = navigator.hardwareConcurrency;
+const COUNTS = [...new Set([1, 2, CPUS])].sort((a, b) => a - b);
+const PEER = new URL("./deno_serve_parallel.ts", import.meta.url);
+const folder = Deno.realPathSync(new URL("../", import.meta.url));
+const MiB = 1024 * 1024;
+
+/** A server under test: where it listens and what it holds in memory. */
+interface Server extends AsyncDisposable {
+  port: number;
+  residentBytes(): Promise<number>;
+}
+
+/** main.ts in parallel mode with `workers` workers, not logging. */
+async function startMain(workers: number): Promise<Server> {
+  return await startServerProcess(
+    ["parallel", `--workers=${workers}`, "--quiet"],
+    { denoFlags: ["--unstable-net"] },
+  );
+}
+
+/** `deno serve --parallel` with `DENO_JOBS=jobs`, serving the peer module. */
+async function startDenoServe(jobs: number): Promise<Server> {
+  const child = new Deno.Command("deno", {
+    args: [
+      "serve",
+      "--parallel",
+      `--allow-read=${folder}`,
+      "--host=127.0.0.1",
+      "--port=0",
+      PEER.href,
+    ],
+    env: { DENO_JOBS: String(jobs) },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  // It says where it listens on stderr: "deno serve: Listening on …".
+  let said = "";
+  const lines = child.stderr.pipeThrough(new TextDecoderStream());
+  const reader = lines.getReader();
+  let port = 0;
+  while (!port) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`deno serve exited before it listened: ${said}`);
+    said += value;
+    port = Number(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(said)?.[1]);
+  }
+  reader.releaseLock();
+  const draining = lines.pipeTo(new WritableStream());
+  return {
+    port,
+    residentBytes: () => residentBytes(child.pid),
+    async [Symbol.asyncDispose]() {
+      child.kill("SIGTERM");
+      await Promise.all([child.status, draining]);
+    },
+  };
+}
+
+async function residentBytes(pid: number): Promise<number> {
+  // Deno reads /proc/<pid> only with --allow-all; ps reads it for us.
+  const { stdout } = await new Deno.Command("ps", {
+    args: ["-o", "rss=", "-p", String(pid)],
+  }).output();
+  return Number(new TextDecoder().decode(stdout).trim()) * 1024;
+}
+
+/** Requests per second of /, a new connection each, from wrk on one thread. */
+async function requestsPerSecond(port: number): Promise<number> {
+  const { stdout } = await new Deno.Command("wrk", {
+    args: [
+      "-t1",
+      "-c32",
+      `-d${SECONDS}s`,
+      "-H",
+      "Connection: close",
+      `http://127.0.0.1:${port}/`,
+    ],
+  }).output();
+  const report = new TextDecoder().decode(stdout);
+  if (/Non-2xx|Socket errors: connect [1-9]/.test(report)) {
+    throw new Error(`wrk saw errors:\n${report}`);
+  }
+  return Number(/Requests\/sec:\s+([\d.]+)/.exec(report)?.[1]);
+}
+
+/** Requests per second (the median of the rounds) and resident memory. */
+async function measure(
+  start: (threads: number) => Promise<Server>,
+  threads: number,
+): Promise<{ rate: number; resident: number }> {
+  const rates: number[] = [];
+  let resident = 0;
+  for (let round = 0; round < ROUNDS; round++) {
+    await using server = await start(threads);
+    rates.push(await requestsPerSecond(server.port));
+    resident = await server.residentBytes();
+  }
+  rates.sort((a, b) => a - b);
+  return { rate: rates[Math.floor(rates.length / 2)], resident };
+}
+
+async function installed(command: string): Promise<boolean> {
+  try {
+    await new Deno.Command(command, { args: ["--version"], stdout: "null" })
+      .output();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function cpuModel(): Promise<string> {
+  // Deno reads /proc only with --allow-all; sh reads it for us.
+  const { stdout } = await new Deno.Command("sh", {
+    args: ["-c", "grep -m 1 '^model name' /proc/cpuinfo | cut -d : -f 2"],
+  }).output();
+  return new TextDecoder().decode(stdout).trim() || "unknown CPU";
+}
+
+if (import.meta.main) {
+  const machine = `${await cpuModel()}, ${CPUS} cores, ${Deno.build.os}`;
+  console.log(
+    `\nParallel mode against deno serve --parallel, on ${machine}${
+      quick ? " (quick)" : ""
+    }\n`,
+  );
+  if (Deno.build.os !== "linux") {
+    console.log("Skipped: parallel mode shares its port on Linux only");
+    Deno.exit(0);
+  }
+  if (!await installed("wrk")) {
+    console.log("Skipped: wrk is not installed (apt-get install wrk)");
+    Deno.exit(0);
+  }
+  const load =
+    `wrk -t1 -c32, Connection: close, ${SECONDS} s, median of ${ROUNDS}`;
+  console.log(
+    "| workers | main.ts parallel, requests/s | deno serve --parallel, requests/s | ratio |",
+  );
+  console.log("| --- | --- | --- | --- |");
+  const resident = new Map<number, { ours: number; peer: number }>();
+  for (const threads of COUNTS) {
+    const ours = await measure(startMain, threads);
+    const peer = await measure(startDenoServe, threads);
+    resident.set(threads, { ours: ours.resident, peer: peer.resident });
+    const all = threads === CPUS ? " (all CPUs)" : "";
+    console.log(
+      `| ${threads}${all} | ${ours.rate.toFixed(0)} | ${
+        peer.rate.toFixed(0)
+      } | ${(ours.rate / peer.rate).toFixed(2)}× |`,
+    );
+  }
+  // Each worker costs what the last one added, from one worker to the most.
+  const most = COUNTS.at(-1)!;
+  const [one, all] = [resident.get(1)!, resident.get(most)!];
+  const perWorker = (from: number, to: number) =>
+    `${((to - from) / (most - 1) / MiB).toFixed(1)} MiB`;
+  console.log(
+    `\nRequests per second: ${load}. Resident memory after the load, per worker beyond the first: main.ts ${
+      perWorker(one.ours, all.ours)
+    }, deno serve ${perWorker(one.peer, all.peer)} (one worker: main.ts ${
+      (one.ours / MiB).toFixed(1)
+    } MiB in all, deno serve ${(one.peer / MiB).toFixed(1)} MiB).`,
+  );
+}
