@@ -15,6 +15,7 @@
  * @module
  */
 
+import { readResponse, writeAll } from "./clients.ts";
 import { startServerProcess } from "./server_process.ts";
 
 const quick = Deno.args.includes("--quick");
@@ -115,20 +116,42 @@ async function requestsPerSecond(port: number): Promise<number> {
   return Number(/Requests\/sec:\s+([\d.]+)/.exec(report)?.[1]);
 }
 
-/** Requests per second (the median of the rounds) and resident memory. */
-async function measure(
+/** Requests per second: the median of the rounds, each a server of its own. */
+async function rate(
   start: (threads: number) => Promise<Server>,
   threads: number,
-): Promise<{ rate: number; resident: number }> {
+): Promise<number> {
   const rates: number[] = [];
-  let resident = 0;
   for (let round = 0; round < ROUNDS; round++) {
     await using server = await start(threads);
     rates.push(await requestsPerSecond(server.port));
-    resident = await server.residentBytes();
   }
-  rates.sort((a, b) => a - b);
-  return { rate: rates[Math.floor(rates.length / 2)], resident };
+  return rates.sort((a, b) => a - b)[Math.floor(rates.length / 2)];
+}
+
+/**
+ * Resident memory per worker: what four workers hold beyond one, over
+ * three, each server idle after a few requests (so that every worker has
+ * served). Memory does not depend on the CPUs, so four on any machine.
+ */
+async function residentPerWorker(
+  start: (threads: number) => Promise<Server>,
+): Promise<{ one: number; perWorker: number }> {
+  const resident = async (threads: number) => {
+    await using server = await start(threads);
+    for (let i = 0; i < 100; i++) {
+      using conn = await Deno.connect({
+        hostname: "127.0.0.1",
+        port: server.port,
+      });
+      await writeAll(conn, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+      await readResponse(conn);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    return await server.residentBytes();
+  };
+  const one = await resident(1);
+  return { one, perWorker: (await resident(4) - one) / 3 };
 }
 
 async function installed(command: string): Promise<boolean> {
@@ -170,28 +193,26 @@ if (import.meta.main) {
     "| workers | main.ts parallel, requests/s | deno serve --parallel, requests/s | ratio |",
   );
   console.log("| --- | --- | --- | --- |");
-  const resident = new Map<number, { ours: number; peer: number }>();
   for (const threads of COUNTS) {
-    const ours = await measure(startMain, threads);
-    const peer = await measure(startDenoServe, threads);
-    resident.set(threads, { ours: ours.resident, peer: peer.resident });
+    const ours = await rate(startMain, threads);
+    const peer = await rate(startDenoServe, threads);
     const all = threads === CPUS ? " (all CPUs)" : "";
     console.log(
-      `| ${threads}${all} | ${ours.rate.toFixed(0)} | ${
-        peer.rate.toFixed(0)
-      } | ${(ours.rate / peer.rate).toFixed(2)}× |`,
+      `| ${threads}${all} | ${ours.toFixed(0)} | ${peer.toFixed(0)} | ${
+        (ours / peer).toFixed(2)
+      }× |`,
     );
   }
-  // Each worker costs what the last one added, from one worker to the most.
-  const most = COUNTS.at(-1)!;
-  const [one, all] = [resident.get(1)!, resident.get(most)!];
-  const perWorker = (from: number, to: number) =>
-    `${((to - from) / (most - 1) / MiB).toFixed(1)} MiB`;
+  const [ours, peer] = [
+    await residentPerWorker(startMain),
+    await residentPerWorker(startDenoServe),
+  ];
+  const mib = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`;
   console.log(
-    `\nRequests per second: ${load}. Resident memory after the load, per worker beyond the first: main.ts ${
-      perWorker(one.ours, all.ours)
-    }, deno serve ${perWorker(one.peer, all.peer)} (one worker: main.ts ${
-      (one.ours / MiB).toFixed(1)
-    } MiB in all, deno serve ${(one.peer / MiB).toFixed(1)} MiB).`,
+    `\nRequests per second: ${load}.\nResident memory, idle: main.ts ${
+      mib(ours.one)
+    } with one worker and ${mib(ours.perWorker)} per worker more; deno serve ${
+      mib(peer.one)
+    } and ${mib(peer.perWorker)}.`,
   );
 }
