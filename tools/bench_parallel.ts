@@ -116,17 +116,22 @@ async function requestsPerSecond(port: number): Promise<number> {
   return Number(/Requests\/sec:\s+([\d.]+)/.exec(report)?.[1]);
 }
 
-/** Requests per second: the median of the rounds, each a server of its own. */
-async function rate(
-  start: (threads: number) => Promise<Server>,
-  threads: number,
-): Promise<number> {
-  const rates: number[] = [];
+/**
+ * Requests per second of main.ts and of its peer with `threads` threads
+ * each: they take turns, a new server each round, and each keeps its
+ * median, so that a passing disturbance of the machine does not decide.
+ */
+async function rates(threads: number): Promise<[number, number]> {
+  const runs: [number[], number[]] = [[], []];
   for (let round = 0; round < ROUNDS; round++) {
-    await using server = await start(threads);
-    rates.push(await requestsPerSecond(server.port));
+    for (const [i, start] of [startMain, startDenoServe].entries()) {
+      await using server = await start(threads);
+      runs[i].push(await requestsPerSecond(server.port));
+    }
   }
-  return rates.sort((a, b) => a - b)[Math.floor(rates.length / 2)];
+  const median = (all: number[]) =>
+    all.sort((a, b) => a - b)[Math.floor(all.length / 2)];
+  return [median(runs[0]), median(runs[1])];
 }
 
 /**
@@ -194,8 +199,7 @@ if (import.meta.main) {
   );
   console.log("| --- | --- | --- | --- |");
   for (const threads of COUNTS) {
-    const ours = await rate(startMain, threads);
-    const peer = await rate(startDenoServe, threads);
+    const [ours, peer] = await rates(threads);
     const all = threads === CPUS ? " (all CPUs)" : "";
     console.log(
       `| ${threads}${all} | ${ours.toFixed(0)} | ${peer.toFixed(0)} | ${
