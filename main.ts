@@ -251,7 +251,7 @@ function checked(options: ServeOptions): Required<ServeOptions> {
   };
   for (const [name, range] of Object.entries(RANGES)) {
     if (name === "port" || name === "workers") continue; // the command line's
-    checkRange(name, all[name as NumberOption], range);
+    checkRange(name, all[name as keyof ServeOptions], range);
   }
   return all;
 }
@@ -756,7 +756,10 @@ function whyNoParallelMode(): string | undefined {
 
 /** What the command line chooses; see {@linkcode ServeOptions}. */
 export type CommandLine =
-  & Required<Pick<ServeOptions, NumberOption | "quiet">>
+  & Required<
+    Pick<ServeOptions, "sleepMs" | "headTimeoutMs" | "graceMs" | "maxInFlight">
+  >
+  & { quiet: boolean }
   & { mode: Mode | "parallel"; hostname: string; port: number }
   & { workers: number; help: boolean };
 
@@ -794,7 +797,6 @@ const NUMBER_FLAGS = [
   "max-in-flight",
   "workers",
 ] as const;
-type NumberOption = "sleepMs" | "headTimeoutMs" | "graceMs" | "maxInFlight";
 
 /**
  * Parses the command line; what it leaves out comes from {@linkcode DEFAULTS}.
@@ -843,7 +845,7 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
     }
     const option = flag.replace(/-(.)/g, (_, c) => c.toUpperCase());
     checkRange(`--${flag}`, Number(value), RANGES[option as "port"]);
-    options[option as NumberOption | "port" | "workers"] = Number(value);
+    options[option as keyof typeof RANGES & keyof CommandLine] = Number(value);
   }
   if (options.hostname === "") throw new TypeError("--hostname needs a value");
   if (options.mode === "serial" && flags["max-in-flight"] !== undefined) {
