@@ -758,7 +758,7 @@ function whyNoParallelMode(): string | undefined {
   }
   const self = import.meta.filename; // undefined for a remote module
   const read = self &&
-    Deno.permissions.requestSync({ name: "read", path: self });
+    Deno.permissions.querySync({ name: "read", path: self });
   if (read && read.state !== "granted") {
     return `Parallel mode starts its workers from ${self}: add it to --allow-read`;
   }
