@@ -1,7 +1,8 @@
 /**
  * One accept loop, two servers: `await handle(conn)` serves one client at a
- * time, a detached `handle(conn)` serves them all at once. A Deno port of
- * the Rust async book's final project. Read {@linkcode serve} first.
+ * time, a detached `handle(conn)` serves them all at once (and parallel mode
+ * runs that loop in a worker per CPU). A Deno port of the Rust async book's
+ * final project. Read {@linkcode serve} first.
  *
  * @module
  */
@@ -47,9 +48,11 @@ export async function serve(listener: Deno.Listener, options: ServeOptions) {
       // accepts: later clients wait in the kernel's backlog.
       await handle(conn, handleOptions);
     } else {
-      // No await. Calling an async function runs it at once, up to its
-      // first await (the first read), so this client is being served when
-      // the loop goes back to accept the next. No spawn is needed.
+      // No await. Unlike a Rust future, which does nothing until polled, an
+      // async function runs as soon as it is called, up to its first await
+      // (the first read): this client is being served when the loop goes
+      // back to accept the next. No spawn is needed, and a forgotten await
+      // gives no warning.
       inFlight.add(handle(conn, handleOptions));
       // With a limit, a full house waits for one client to finish first.
       if (inFlight.size >= maxInFlight) await inFlight.oneDone();
