@@ -956,7 +956,10 @@ function onSignals(stop: AbortController): () => void {
   const handlers = signals.map((signal) => () => {
     if (!stop.signal.aborted) {
       stoppedAt = performance.now();
-      stop.abort(`${signal} (press Ctrl-C again to exit at once)`);
+      const again = signal === "SIGINT"
+        ? "press Ctrl-C again"
+        : "send it again";
+      stop.abort(`${signal} (${again} to exit at once)`);
     } else if (performance.now() - stoppedAt > 500) Deno.exit(130);
   });
   signals.forEach((s, i) => Deno.addSignalListener(s, handlers[i]));

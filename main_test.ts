@@ -1417,6 +1417,36 @@ for (const command of terminalCommands) {
 
 Deno.test({
   name:
+    "deno task start on SIGTERM to the task process lets a /sleep in flight finish and exits 0",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    const task = new Deno.Command("deno", {
+      args: ["task", "start", "--port=0", "--sleep-ms=1000"],
+      cwd: folder,
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const stdout = task.stdout.pipeThrough(new TextDecoderStream()).values();
+    let output = "";
+    while (!output.includes("\n")) output += (await stdout.next()).value ?? "";
+    const port = Number(/127\.0\.0\.1:(\d+)\//.exec(output)?.[1]);
+    let slow;
+    try {
+      slow = await send({ hostname: "127.0.0.1", port }, get("/sleep"));
+      await delay(200);
+    } finally {
+      task.kill("SIGTERM");
+    }
+    assertEquals(await slow.response, OK_HELLO);
+    for await (const chunk of stdout) output += chunk;
+    assertEquals((await task.status).code, 0, output);
+    assertMatch(output, /Stopping on SIGTERM/);
+    assertMatch(output, /GET \/sleep 200 .*\nStopped\n$/s);
+  },
+});
+
+Deno.test({
+  name:
     "deno task start in a terminal: a second Ctrl-C a second later exits at once with 130",
   ignore: Deno.build.os === "windows",
   async fn() {
