@@ -253,7 +253,8 @@ function checked(options: ServeOptions): Required<ServeOptions> {
     pages,
   };
   for (const [name, range] of Object.entries(RANGES)) {
-    if (name === "port" || name === "workers") continue; // the command line's
+    // The port and the workers are the command line's, not serve()'s.
+    if (name === "port" || name === "workers") continue;
     checkRange(name, all[name as keyof ServeOptions], range);
   }
   return all;
@@ -346,8 +347,8 @@ type ParsedHead =
 
 /** Parses a head; HTTP/1.1 needs exactly one `Host` (RFC 9112). */
 function parseHead(head: Uint8Array): ParsedHead {
-  const [requestLine, ...fieldLines] = decoder.decode(head).split("\n");
-  fieldLines.length -= 2; // the empty line that ends the head, and after it
+  const [requestLine, ...fieldLines] = decoder.decode(head).split("\n")
+    .slice(0, -2); // the empty line that ends the head, and what follows it
   const match = REQUEST_LINE.exec(requestLine);
   if (match === null) return { invalid: true };
   const [, method, target, minorVersion] = match;
@@ -865,7 +866,7 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
   }
   if (options.hostname === "") throw new TypeError("--hostname needs a value");
   if (options.mode === "serial" && flags["max-in-flight"] !== undefined) {
-    throw new TypeError("--max-in-flight is for concurrent mode only");
+    throw new TypeError("--max-in-flight does not apply to serial mode");
   }
   if (options.mode !== "parallel" && flags.workers !== undefined) {
     throw new TypeError("--workers is for parallel mode only");
@@ -908,10 +909,15 @@ export async function main(args: readonly string[]): Promise<number> {
   let pages: Pages, listener: Deno.TcpListener;
   try {
     pages = await loadPages();
+  } catch (error) {
+    console.error(`error: Cannot read the pages: ${describe(error)}`);
+    return 1;
+  }
+  try {
     // In parallel mode, the workers join this listener's port.
     listener = Deno.listen({ hostname, port, reusePort: parallel });
   } catch (error) {
-    console.error(`error: ${whyNotStarting(error, options)}`);
+    console.error(`error: ${whyNotListening(error, options, args)}`);
     return 1;
   }
   const url = `http://${bracketed(hostname)}:${listener.addr.port}/`;
@@ -983,19 +989,27 @@ function bracketed(hostname: string): string {
   return hostname.includes(":") ? `[${hostname}]` : hostname;
 }
 
-/** One line saying why the server cannot start, without a stack trace. */
-function whyNotStarting(error: unknown, { hostname, port }: CommandLine) {
+/**
+ * One line saying why `Deno.listen()` failed, without a stack trace; for a
+ * missing permission, the command that has it, with the same arguments.
+ */
+function whyNotListening(
+  error: unknown,
+  { hostname, port, mode }: CommandLine,
+  args: readonly string[],
+) {
   const why = error instanceof Error ? error.message : String(error);
-  if (error instanceof Deno.errors.NotFound) {
-    return `Cannot read the pages: ${why}`;
-  }
   const address = `${bracketed(hostname)}:${port}`;
   if (error instanceof Deno.errors.AddrInUse) {
     return `Address ${address} is already in use; stop what uses it or choose another --port`;
   }
   if (error instanceof Deno.errors.NotCapable) {
-    const net = `--allow-net=${bracketed(hostname)}`;
-    return `No permission to listen on ${address}; the deno tasks allow only 127.0.0.1, so run: deno run ${net} --allow-read main.ts --hostname=${hostname}`;
+    const flags = `${mode === "parallel" ? "--unstable-net " : ""}--allow-net=${
+      bracketed(hostname)
+    } --allow-read`;
+    return `No permission to listen on ${address}; the deno tasks allow only 127.0.0.1, so run: deno run ${flags} main.ts ${
+      args.join(" ")
+    }`;
   }
   if (error instanceof Deno.errors.PermissionDenied) {
     return `The system does not allow listening on ${address}; ports below 1024 need privileges`;

@@ -953,7 +953,7 @@ Deno.test("main.ts rejects a mistake on the command line with one line, a pointe
       [["serial", "concurrent"], "Choose one mode, not serial and concurrent"],
       [
         ["serial", "--max-in-flight=2"],
-        "--max-in-flight is for concurrent mode only",
+        "--max-in-flight does not apply to serial mode",
       ],
       [["--workers=2"], "--workers is for parallel mode only"],
       [["parallel", "--workers=0"], "--workers must be from 1 to 1024, not 0"],
@@ -1014,6 +1014,18 @@ Deno.test("main.ts reports a port in use in one line and exits 1", async () => {
   );
 });
 
+Deno.test("main.ts without read permission for its pages says so in one line, not a network error, and exits 1", async () => {
+  const { code, stdout, stderr } = await mainCommand(["--port=0"], {
+    allowRead: `${folder}/hello.html`,
+  }).output();
+  assertEquals(code, 1);
+  assertEquals(decoder.decode(stdout), "");
+  assertMatch(
+    decoder.decode(stderr),
+    /^error: Cannot read the pages: Requires read access to "[^"]*404\.html"[^\n]*\n$/,
+  );
+});
+
 Deno.test("main.ts reports an address it cannot listen on in one line, no stack trace, and exits 1", async () => {
   for (
     const [hostname, reason] of [
@@ -1055,7 +1067,7 @@ Deno.test("main.ts listens on IPv6 with --hostname=::1 or [::1], and names the f
   assertEquals(code, 1);
   assertEquals(
     decoder.decode(stderr),
-    "error: No permission to listen on [::1]:0; the deno tasks allow only 127.0.0.1, so run: deno run --allow-net=[::1] --allow-read main.ts --hostname=::1\n",
+    "error: No permission to listen on [::1]:0; the deno tasks allow only 127.0.0.1, so run: deno run --allow-net=[::1] --allow-read main.ts --hostname=::1 --port=0\n",
   );
 });
 
