@@ -1406,12 +1406,12 @@ for (const command of terminalCommands) {
       `${command} in a terminal: one Ctrl-C lets a /sleep in flight finish, says Stopped and exits 0`,
     ignore: Deno.build.os === "windows",
     async fn() {
-      const terminal = await inTerminal(`${command} --port=0 --sleep-ms=1000`);
+      const terminal = await inTerminal(`${command} --port=0 --sleep-ms=2000`);
       const addr = { hostname: "127.0.0.1", port: terminal.port };
       let slow;
       try {
         slow = await send(addr, get("/sleep"));
-        await delay(200);
+        await delay(500); // ample time for the server to read the head
       } finally {
         await terminal.pressCtrlC();
       }
@@ -1433,7 +1433,7 @@ Deno.test({
   ignore: Deno.build.os === "windows",
   async fn() {
     const task = new Deno.Command("deno", {
-      args: ["task", "start", "--port=0", "--sleep-ms=1000"],
+      args: ["task", "start", "--port=0", "--sleep-ms=2000"],
       cwd: folder,
       stdout: "piped",
       stderr: "null",
@@ -1445,7 +1445,7 @@ Deno.test({
     let slow;
     try {
       slow = await send({ hostname: "127.0.0.1", port }, get("/sleep"));
-      await delay(200);
+      await delay(500);
     } finally {
       task.kill("SIGTERM");
     }
