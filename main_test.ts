@@ -1362,10 +1362,14 @@ Deno.test("main.ts in parallel mode on SIGTERM lets a /sleep in flight on every 
  * Runs `command` in the project folder on a pseudo-terminal of its own
  * (`script`), where a Ctrl-C typed reaches the whole foreground process
  * group, as in a real terminal: `deno task` and the server both get it.
+ * The shell that `script` starts execs the command, as an interactive shell
+ * leaves it a process group of its own: a shell that stayed in the group
+ * (dash does, and CI's `script` uses it when `SHELL` is unset) would die of
+ * the Ctrl-C itself and report 130 for a server that exited 0.
  */
 async function inTerminal(command: string) {
   const child = new Deno.Command("script", {
-    args: ["-qfec", command, "/dev/null"],
+    args: ["-qfec", `exec ${command}`, "/dev/null"],
     cwd: folder,
     stdin: "piped",
     stdout: "piped",
