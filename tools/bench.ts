@@ -68,6 +68,8 @@ const SIZES = quick
   };
 const SLEEP_MS = 200;
 const BARE_LOOP = new URL("./bare_loop.ts", import.meta.url).href;
+/** V8's young generation capped at the size the bare loop's settles at. */
+const YOUNG_GENERATION_AS_BARE_LOOP = "--max-semi-space-size=8";
 const DENO_SERVE = new URL("./deno_serve.ts", import.meta.url).href;
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -339,9 +341,11 @@ async function tryNginx(): Promise<
 
 /**
  * Requests per second, CPU time per request and resident memory after the
- * load, for main.ts --quiet and its peers, and requests per second for
- * main.ts logging each request (its log read by this script through a pipe,
- * as a terminal would).
+ * load, for main.ts --quiet and its peers; requests per second for main.ts
+ * logging each request (its log read by this script through a pipe, as a
+ * terminal would); and memory and CPU time for main.ts with V8's young
+ * generation capped at the bare loop's size, which shows how much of the
+ * difference in memory is V8 sizing it to the allocation rate.
  */
 async function loadRows(): Promise<Row[]> {
   const useWrk = await installed("wrk", ["--version"]);
@@ -349,6 +353,9 @@ async function loadRows(): Promise<Row[]> {
   await using bare = await startServerProcess([], { script: BARE_LOOP });
   await using serve = await startServerProcess([], { script: DENO_SERVE });
   await using logging = await startServerProcess(["concurrent"]);
+  await using capped = await startServerProcess(["concurrent", "--quiet"], {
+    v8Flags: YOUNG_GENERATION_AS_BARE_LOOP,
+  });
   const { nginx: started, whyNot } = await tryNginx();
   await using nginx = started;
   const contenders: Contender[] = [
@@ -356,6 +363,7 @@ async function loadRows(): Promise<Row[]> {
     { name: "bare loop", port: bare.port, process: bare },
     { name: "Deno.serve", port: serve.port, process: serve },
     { name: "main.ts logging", port: logging.port },
+    { name: "main.ts capped", port: capped.port, process: capped },
   ];
   if (nginx) contenders.push({ name: "nginx", port: nginx.port });
   const turns = await takeTurns(contenders, useWrk);
@@ -388,6 +396,7 @@ function loadTable(
     ? peers(["bare loop", "Deno.serve", "nginx"], rateCell)
     : `${peers(["bare loop", "Deno.serve"], rateCell)}, nginx ${nginxWhyNot}`;
   const logging = summaries.get("main.ts logging")!.perSecond;
+  const capped = summaries.get("main.ts capped")!;
   const served = (summary: Summary) =>
     `${fixed(summary.requests / 1000, 0)}k requests`;
   return [
@@ -427,6 +436,17 @@ function loadTable(
       met(main.residentBytes <= 1.15 * floor.residentBytes),
     ],
     [
+      `the same, main.ts with its young generation capped (${YOUNG_GENERATION_AS_BARE_LOOP})`,
+      `${mib(capped.residentBytes)} (${served(capped)}), CPU time ${
+        fixed(capped.cpuUsPerRequest)
+      } µs a request`,
+      `bare loop ${mib(floor.residentBytes)} (${
+        ratio(capped.residentBytes, floor.residentBytes)
+      })`,
+      "≤ 1.15× bare loop",
+      met(capped.residentBytes <= 1.15 * floor.residentBytes),
+    ],
+    [
       "requests/s, logging each request",
       `${fixed(logging, 0)}`,
       `${ratio(logging, peer.perSecond)} Deno.serve`,
@@ -438,19 +458,28 @@ function loadTable(
 
 /**
  * Resident memory of main.ts --quiet and of the bare loop after every
- * `perStep` malformed heads, sent 100 connections at a time; both get the
+ * `perStep` malformed heads, sent 100 connections at a time; all get the
  * same heads, taking turns. A server that keeps nothing per connection
- * levels off once its heap has grown to what the traffic needs.
+ * levels off once its heap has grown to what the traffic needs. main.ts
+ * runs twice: with V8's defaults, and with its young generation capped at
+ * the size the bare loop's settles at, to show how much of its growth is V8
+ * sizing the young generation to the allocation rate.
  */
 async function garbageRows(): Promise<Row[]> {
   const { steps, perStep } = SIZES.garbage;
   await using ours = await startServerProcess(["concurrent", "--quiet"]);
+  await using capped = await startServerProcess(["concurrent", "--quiet"], {
+    v8Flags: YOUNG_GENERATION_AS_BARE_LOOP,
+  });
   await using bare = await startServerProcess([], { script: BARE_LOOP });
-  const series = new Map<ServerProcess, number[]>([[ours, []], [bare, []]]);
+  const servers = [ours, capped, bare];
+  const series = new Map(servers.map((server) => [server, [] as number[]]));
   for (let step = 0; step < steps; step++) {
     const heads = garbageHeads(perStep, step + 1);
-    const order = step % 2 === 0 ? [ours, bare] : [bare, ours];
-    for (const server of order) {
+    const first = step % servers.length;
+    for (
+      const server of [...servers.slice(first), ...servers.slice(0, first)]
+    ) {
       await floodGarbage(addressOf(server), heads, 100);
       series.get(server)!.push(await server.residentBytes());
     }
@@ -465,13 +494,17 @@ async function garbageRows(): Promise<Row[]> {
     const late = series.get(of)!.slice(third - 1);
     return Math.max(...late) - late[0];
   };
-  return [[
-    `resident memory after every ${perStep} malformed heads (100 connections at a time)`,
-    `${inMiB(ours)} with --quiet`,
+  const row = (of: ServerProcess, how: string): Row => [
+    `resident memory after every ${perStep} malformed heads (100 connections at a time${how})`,
+    `${inMiB(of)} with --quiet`,
     `bare loop ${inMiB(bare)}`,
     `growth after the first ${third * perStep} ≤ bare loop's + 2 MiB`,
-    met(lateGrowth(ours) <= lateGrowth(bare) + 2 * MiB),
-  ]];
+    met(lateGrowth(of) <= lateGrowth(bare) + 2 * MiB),
+  ];
+  return [
+    row(ours, ""),
+    row(capped, `; young generation capped: ${YOUNG_GENERATION_AS_BARE_LOOP}`),
+  ];
 }
 
 /** What main.ts did over one run of sleepers. */
