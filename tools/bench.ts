@@ -68,8 +68,11 @@ const SIZES = quick
   };
 const SLEEP_MS = 200;
 const BARE_LOOP = new URL("./bare_loop.ts", import.meta.url).href;
-/** V8's young generation capped at the size the bare loop's settles at. */
-const YOUNG_GENERATION_AS_BARE_LOOP = "--max-semi-space-size=8";
+/**
+ * A cap on V8's young generation: the semi-space size the bare loop's
+ * settles at under sustained load, half of what V8 grows main.ts's to.
+ */
+const YOUNG_GENERATION_CAP = "--max-semi-space-size=8";
 const DENO_SERVE = new URL("./deno_serve.ts", import.meta.url).href;
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -344,8 +347,8 @@ async function tryNginx(): Promise<
  * load, for main.ts --quiet and its peers; requests per second for main.ts
  * logging each request (its log read by this script through a pipe, as a
  * terminal would); and memory and CPU time for main.ts with V8's young
- * generation capped at the bare loop's size, which shows how much of the
- * difference in memory is V8 sizing it to the allocation rate.
+ * generation capped, to see how much of the difference in memory is the
+ * young generation.
  */
 async function loadRows(): Promise<Row[]> {
   const useWrk = await installed("wrk", ["--version"]);
@@ -354,7 +357,7 @@ async function loadRows(): Promise<Row[]> {
   await using serve = await startServerProcess([], { script: DENO_SERVE });
   await using logging = await startServerProcess(["concurrent"]);
   await using capped = await startServerProcess(["concurrent", "--quiet"], {
-    v8Flags: YOUNG_GENERATION_AS_BARE_LOOP,
+    v8Flags: YOUNG_GENERATION_CAP,
   });
   const { nginx: started, whyNot } = await tryNginx();
   await using nginx = started;
@@ -436,7 +439,7 @@ function loadTable(
       met(main.residentBytes <= 1.15 * floor.residentBytes),
     ],
     [
-      `the same, main.ts with its young generation capped (${YOUNG_GENERATION_AS_BARE_LOOP})`,
+      `the same, main.ts with its young generation capped (${YOUNG_GENERATION_CAP})`,
       `${mib(capped.residentBytes)} (${served(capped)}), CPU time ${
         fixed(capped.cpuUsPerRequest)
       } µs a request`,
@@ -461,15 +464,14 @@ function loadTable(
  * `perStep` malformed heads, sent 100 connections at a time; all get the
  * same heads, taking turns. A server that keeps nothing per connection
  * levels off once its heap has grown to what the traffic needs. main.ts
- * runs twice: with V8's defaults, and with its young generation capped at
- * the size the bare loop's settles at, to show how much of its growth is V8
- * sizing the young generation to the allocation rate.
+ * runs twice: with V8's defaults, and with its young generation capped, to
+ * see how much of its growth is the young generation.
  */
 async function garbageRows(): Promise<Row[]> {
   const { steps, perStep } = SIZES.garbage;
   await using ours = await startServerProcess(["concurrent", "--quiet"]);
   await using capped = await startServerProcess(["concurrent", "--quiet"], {
-    v8Flags: YOUNG_GENERATION_AS_BARE_LOOP,
+    v8Flags: YOUNG_GENERATION_CAP,
   });
   await using bare = await startServerProcess([], { script: BARE_LOOP });
   const servers = [ours, capped, bare];
@@ -503,7 +505,7 @@ async function garbageRows(): Promise<Row[]> {
   ];
   return [
     row(ours, ""),
-    row(capped, `; young generation capped: ${YOUNG_GENERATION_AS_BARE_LOOP}`),
+    row(capped, `; young generation capped: ${YOUNG_GENERATION_CAP}`),
   ];
 }
 
