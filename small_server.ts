@@ -1,0 +1,43 @@
+// deno-lint-ignore no-import-prefix
+import { parseArgs } from "jsr:@std/cli@^1.0.32/parse-args";
+
+const { _: [mode = "concurrent"], port = 7878 } = parseArgs(Deno.args);
+const hello = await Deno.readFile("hello.html");
+const notFound = await Deno.readFile("404.html");
+
+const listener = Deno.listen({ hostname: "127.0.0.1", port: Number(port) });
+console.log(`Listening on http://127.0.0.1:${listener.addr.port}/ (${mode})`);
+for await (const conn of listener) {
+  if (mode === "serial") {
+    await handle(conn); // the loop waits: one client at a time
+  } else {
+    handle(conn); // the loop goes straight on: every client at once
+  }
+}
+
+async function handle(conn: Deno.Conn) {
+  // A browser may open a connection early and send nothing on it.
+  const timeout = new Promise<never>((_, reject) =>
+    setTimeout(() => reject(new Error("no request within 3 s")), 3000)
+  );
+  try {
+    const buffer = new Uint8Array(1024);
+    const read = await Promise.race([conn.read(buffer), timeout]) ?? 0;
+    const text = new TextDecoder().decode(buffer.subarray(0, read));
+    const requestLine = text.split("\r\n")[0];
+    let [status, page] = ["200 OK", hello];
+    if (requestLine === "GET /sleep HTTP/1.1") {
+      await new Promise((resolve) => setTimeout(resolve, 5000));
+    } else if (requestLine !== "GET / HTTP/1.1") {
+      [status, page] = ["404 Not Found", notFound];
+    }
+    const head = `HTTP/1.1 ${status}\r\nContent-Length: ${page.length}\r\n` +
+      "Connection: close\r\n\r\n";
+    await conn.write(new TextEncoder().encode(head));
+    await conn.write(page);
+  } catch (error) {
+    console.error(`${error}`); // a client that left or sent nothing; go on
+  } finally {
+    conn.close();
+  }
+}
