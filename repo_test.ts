@@ -55,7 +55,7 @@ Deno.test("the test task allows chromium only by the path that tools/allow_chrom
   assert(success);
   assertMatch(
     new TextDecoder().decode(stdout),
-    /^(--allow-run=\S+\/chromium\n)?$/,
+    /^(--allow-run=(\S+\/chromium) --allow-read=\2\n)?$/,
   );
 });
 

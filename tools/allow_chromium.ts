@@ -1,9 +1,10 @@
 /**
- * Prints `--allow-run=` with the absolute path of the `chromium` that PATH
- * finds, and nothing where there is none: the test task passes it on to
- * `deno test`. Allowing `chromium` by name instead makes Deno print
- * "Failed to resolve 'chromium' for allow-run" before every test module on
- * a machine without it, while an absolute path is never resolved.
+ * Prints `--allow-run=` and `--allow-read=` with the absolute path of the
+ * `chromium` that PATH finds, and nothing where there is none: the test task
+ * passes them on to `deno test`. Allowing `chromium` by name instead makes
+ * Deno print "Failed to resolve 'chromium' for allow-run" before every test
+ * module on a machine without it, while an absolute path is never resolved.
+ * Puppeteer reads the file too: it checks that it exists before running it.
  *
  * Run it with `--allow-env=PATH --allow-read`: PATH may name any folder.
  *
@@ -38,5 +39,7 @@ export async function findOnPath(
 
 if (import.meta.main) {
   const chromium = await findOnPath("chromium", Deno.env.get("PATH") ?? "");
-  if (chromium !== undefined) console.log(`--allow-run=${chromium}`);
+  if (chromium !== undefined) {
+    console.log(`--allow-run=${chromium} --allow-read=${chromium}`);
+  }
 }
