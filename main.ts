@@ -22,8 +22,8 @@ import { STATUS_TEXT, type StatusCode } from "jsr:@std/http@^1.1.3/status";
  *
  * @param listener Where connections come from; closed when the server stops.
  * @param options The mode and the pages; the rest default to {@linkcode DEFAULTS}.
- * @returns A promise that resolves once `options.signal` is aborted and the
- * requests in flight are done, or dropped after `graceMs`.
+ * @returns A promise that resolves once `options.signal` is aborted and every
+ * connection is closed: the requests in flight done, or dropped after `graceMs`.
  * @throws {TypeError} For an unknown mode or missing pages.
  * @throws {RangeError} For a limit out of range (a negative timeout, say).
  *
@@ -39,27 +39,28 @@ import { STATUS_TEXT, type StatusCode } from "jsr:@std/http@^1.1.3/status";
  * await served;
  * ```
  */
-export async function serve(listener: Deno.Listener, options: ServeOptions) {
-  const { mode, maxInFlight, handleOptions, done } = start(listener, options);
-  const inFlight = new InFlight();
-  for await (const conn of connections(listener, options)) {
-    if (mode === "serial") {
+export async function serve(
+  listener: Deno.Listener,
+  options: ServeOptions,
+): Promise<void> {
+  using server = new Server(options, listener);
+  for await (const conn of server.listener) {
+    if (server.mode === "serial") {
       // The loop waits here until this client is done. Meanwhile nothing
       // accepts: later clients wait in the kernel's backlog.
-      await handle(conn, handleOptions);
+      await handle(conn, server);
     } else {
       // No await. Unlike a Rust future, which does nothing until polled, an
       // async function runs as soon as it is called, up to its first await
       // (the first read): this client is being served when the loop goes
       // back to accept the next. No spawn is needed, and a forgotten await
       // gives no warning.
-      inFlight.add(handle(conn, handleOptions));
+      handle(conn, server);
       // With a limit, a full house waits for one client to finish first.
-      if (inFlight.size >= maxInFlight) await inFlight.oneDone();
+      if (server.open.size >= server.maxInFlight) await server.open.oneEnded();
     }
   }
-  await inFlight.allDone();
-  done();
+  await server.open.allEnded();
 }
 
 /**
@@ -69,9 +70,12 @@ export async function serve(listener: Deno.Listener, options: ServeOptions) {
  *
  * @param conn The accepted connection; closed before the promise settles.
  * @param options The pages; the rest default to {@linkcode DEFAULTS}.
- * @returns A promise that resolves when the connection is done. It never
- * rejects (a client that vanished is logged instead), so it can be left
- * unawaited.
+ * @returns A promise that resolves when the connection is closed. It never
+ * rejects (a client that vanished or stalled is logged instead), so it can be
+ * left unawaited.
+ * @throws {TypeError} At once, before reading, for missing pages or a limit
+ * that is not a number.
+ * @throws {RangeError} At once, for a limit out of range.
  *
  * @example Answer one connection
  * ```ts
@@ -84,53 +88,64 @@ export async function serve(listener: Deno.Listener, options: ServeOptions) {
  * listener.close();
  * ```
  */
-export async function handle(conn: Connection, options: HandleOptions) {
-  const started = performance.now();
-  const request: { line?: string } = {};
+export function handle(
+  conn: Connection,
+  options: HandleOptions,
+): Promise<void> {
+  // serve() passes its Server; on its own, handle() makes one for this
+  // connection, which checks the options here and ends with it.
+  if (options instanceof Server) return handleOn(options, conn);
+  const server = new Server(options);
+  return handleOn(server, conn).finally(() => server[Symbol.dispose]());
+}
+
+/** handle(), on a server that owns the connection while it is open. */
+async function handleOn(server: Server, conn: Connection): Promise<void> {
+  const open = server.open.add(conn);
+  const request: Request = { line: "-", open };
   let outcome: string;
   try {
-    outcome = String(await answer(conn, options, request));
+    outcome = String(await answer(server, request));
   } catch (error) {
-    outcome = options.abort?.aborted
-      ? "dropped at the end of the grace period"
-      : `failed: ${describe(error)}`;
+    outcome = open.ended ? ENDED[open.ended] : `failed: ${describe(error)}`;
   } finally {
     closeQuietly(conn);
+    server.open.remove(open);
   }
-  const elapsedMs = Math.round(performance.now() - started);
-  report(options.log, `${request.line ?? "-"} ${outcome} (${elapsedMs} ms)`);
+  const elapsedMs = Math.round(performance.now() - open.started);
+  server.report(`${request.line} ${outcome} (${elapsedMs} ms)`);
 }
 
 /** The routes. Returns the status sent, or why none was. */
 async function answer(
-  conn: Connection,
-  options: HandleOptions,
-  request: { line?: string },
+  server: Server,
+  request: Request,
 ): Promise<StatusCode | string> {
-  const head = await readHead(conn, options);
-  if (head === "too large") return await respondWithStatus(conn, 431);
-  if (typeof head === "string") return NO_HEAD[head];
+  const head = await server.readHead(request.open);
+  if (head === "closed") return "closed by the client before a whole request";
+  if (head === "too large") return await server.send(request.open, 431);
   const parsed = parseHead(head);
-  request.line = parsed.line;
-  if (parsed.invalid) return await respondWithStatus(conn, 400);
-  if (parsed.method !== "GET" && parsed.method !== "HEAD") {
-    return await respondWithStatus(conn, 405);
-  }
+  if (parsed.line) request.line = parsed.line;
+  if (parsed.error) return await server.send(request.open, parsed.error);
   const withBody = parsed.method === "GET";
-  const { pages, sleepMs = DEFAULTS.sleepMs } = options;
+  const respond = (page: keyof Pages) =>
+    server.send(request.open, page, withBody);
   switch (parsed.path) {
     case "/":
-      return await respond(conn, 200, pages.hello, withBody);
+      return await respond("hello");
+    case "/lab":
+      return await respond("lab");
     case "/sleep":
-      // A timer: the thread serves every other client meanwhile.
-      await delay(sleepMs, { signal: options.abort });
-      return await respond(conn, 200, pages.hello, withBody);
+      // A timer: in concurrent mode the thread serves other clients
+      // meanwhile; in serial mode the loop is waiting for this one.
+      await delay(server.sleepMs, { signal: server.dropped });
+      return await respond("hello");
     case "/block":
       // No await: nothing else runs meanwhile, not even the accept loop.
-      blockFor(sleepMs);
-      return await respond(conn, 200, pages.hello, withBody);
+      blockFor(server.sleepMs);
+      return await respond("hello");
     default:
-      return await respond(conn, 404, pages.notFound, withBody);
+      return await respond("notFound"); // with status 404
   }
 }
 
@@ -142,6 +157,12 @@ function blockFor(ms: number): void {
   }
 }
 
+/** One request as far as it has been read: for its log line. */
+interface Request {
+  line: string;
+  open: Open;
+}
+
 // ---------------------------------------------------------------------------
 // Options
 
@@ -149,13 +170,20 @@ function blockFor(ms: number): void {
 export type Mode = "serial" | "concurrent";
 const isMode = (mode: unknown) => mode === "serial" || mode === "concurrent";
 
-/** The two pages the server sends, as bytes ready to write. */
+/** The pages the server sends, as bytes ready to write. */
 export interface Pages {
   /** Sent for `/`, `/sleep` and `/block`. */
   hello: Uint8Array;
   /** Sent, with status 404, for any other path. */
   notFound: Uint8Array;
+  /** Sent for `/lab`: the experiment, run in the browser. */
+  lab: Uint8Array;
 }
+const PAGE_FILES = {
+  hello: "hello.html",
+  notFound: "404.html",
+  lab: "lab.html",
+} as const satisfies Record<keyof Pages, string>;
 
 /** What {@linkcode handle} needs of a connection: a socket, or a fake one. */
 export type Connection = Pick<Deno.Conn, "read" | "write" | "close">;
@@ -168,19 +196,18 @@ export interface HandleOptions {
   sleepMs?: number;
   /** How long a client has to send its request head, in ms; then 408. */
   headTimeoutMs?: number;
+  /** How long a write may make no progress, in ms; then the connection ends. */
+  sendTimeoutMs?: number;
   /** The largest request head accepted, in bytes; a larger one gets 431. */
   maxHeadBytes?: number;
   /** Where the one line per connection goes. Defaults to `console.log`. */
   log?: (line: string) => void;
-  /** Once aborted, a connection still waiting for its head is closed. */
-  shutdown?: AbortSignal;
-  /** Once aborted, a request still being served is dropped. */
-  abort?: AbortSignal;
+  /** Once aborted, the request is dropped: its connection is closed. */
+  signal?: AbortSignal;
 }
 
 /** Options for {@linkcode serve}; all but `mode` and `pages` have defaults. */
-export interface ServeOptions
-  extends Omit<HandleOptions, "shutdown" | "abort"> {
+export interface ServeOptions extends HandleOptions {
   /** Whether the accept loop awaits each connection or detaches it. */
   mode: Mode;
   /** Concurrent mode: how many are served at once; 1 is serial mode. */
@@ -189,8 +216,18 @@ export interface ServeOptions
   quiet?: boolean;
   /** Once stopped, how long requests in flight have to finish, in ms. */
   graceMs?: number;
-  /** Stops the server; a string reason (`abort("SIGINT")`) is logged. */
+  /**
+   * Stops the server: no new connections, those still waiting for their
+   * head closed, `graceMs` for the rest. A string reason is logged.
+   */
   signal?: AbortSignal;
+  /**
+   * Once aborted, after `signal`, the grace period ends at once: what is
+   * still in flight is dropped. main.ts aborts it on a second Ctrl-C.
+   */
+  drop?: AbortSignal;
+  /** Parallel mode: this worker's number, named in `Server-Timing`. */
+  worker?: number;
 }
 
 /** The default of every option, for the library and the command line. */
@@ -200,25 +237,28 @@ export const DEFAULTS = {
   port: 7878,
   sleepMs: 5000,
   headTimeoutMs: 5000,
+  sendTimeoutMs: 5000,
   maxHeadBytes: 8192,
   maxInFlight: Infinity,
   graceMs: 10_000,
   workers: navigator.hardwareConcurrency,
 } as const;
 
-/** The range of each numeric option. */
+/** The range of each numeric option, for the library and the command line. */
 const RANGES = {
   port: [0, 65535],
   sleepMs: [0, 2 ** 31 - 1], // the longest delay setTimeout() takes
   headTimeoutMs: [1, 2 ** 31 - 1],
+  sendTimeoutMs: [1, 2 ** 31 - 1],
   graceMs: [0, 2 ** 31 - 1],
   maxHeadBytes: [64, 2 ** 20],
   maxInFlight: [1, Infinity],
   workers: [1, 1024],
 } as const;
+type Range = readonly [number, number];
 
 /** Throws unless `value` is a whole number (or Infinity) in `[min, max]`. */
-function checkRange(name: string, value: unknown, [min, max]: Range) {
+function checkRange(name: string, value: unknown, [min, max]: Range): number {
   if (typeof value !== "number" || Number.isNaN(value)) {
     throw new TypeError(`${name} must be a number, not ${value}`);
   }
@@ -226,92 +266,357 @@ function checkRange(name: string, value: unknown, [min, max]: Range) {
   if (!whole || value < min || value > max) {
     throw new RangeError(`${name} must be from ${min} to ${max}, not ${value}`);
   }
+  return value;
 }
-type Range = readonly [number, number];
 
 /**
- * Fills in the defaults and checks every option, so that a script that
- * skips type checking gets an error at once, not a loop that never ends.
+ * The options of serve() or handle(), each filled in from DEFAULTS and
+ * checked: the one place that does both, so that a script that skips type
+ * checking gets an error at once, not a loop that never ends.
  */
-function checked(options: ServeOptions): Required<ServeOptions> {
-  const { mode, pages } = options;
-  if (!isMode(mode)) {
-    throw new TypeError(`mode must be "serial" or "concurrent", not ${mode}`);
-  }
+function settle(options: Partial<ServeOptions>) {
+  const { pages } = options;
   if (
-    !(pages?.hello instanceof Uint8Array) ||
-    !(pages.notFound instanceof Uint8Array)
-  ) throw new TypeError("pages must be two Uint8Arrays; see loadPages()");
-  const given = Object.entries(options).filter(([, v]) => v !== undefined);
-  const all: Required<ServeOptions> = {
-    ...DEFAULTS,
-    log: console.log,
-    quiet: false,
-    signal: new AbortController().signal,
-    ...Object.fromEntries(given),
-    mode,
-    pages,
-  };
-  for (const [name, range] of Object.entries(RANGES)) {
-    // The port and the workers are the command line's, not serve()'s.
-    if (name === "port" || name === "workers") continue;
-    checkRange(name, all[name as keyof ServeOptions], range);
+    !Object.keys(PAGE_FILES).every((p) =>
+      pages?.[p as keyof Pages] instanceof Uint8Array
+    )
+  ) {
+    throw new TypeError("pages must be three Uint8Arrays; see loadPages()");
   }
-  return all;
+  const number = (name: keyof typeof RANGES & keyof ServeOptions) =>
+    checkRange(name, options[name] ?? DEFAULTS[name], RANGES[name]);
+  return {
+    pages: pages as Pages,
+    sleepMs: number("sleepMs"),
+    headTimeoutMs: number("headTimeoutMs"),
+    sendTimeoutMs: number("sendTimeoutMs"),
+    maxHeadBytes: number("maxHeadBytes"),
+    maxInFlight: number("maxInFlight"),
+    graceMs: number("graceMs"),
+    log: options.log ?? console.log,
+    quiet: options.quiet ?? false,
+  };
 }
+
+// ---------------------------------------------------------------------------
+// The server: what serve() owns
+
+/**
+ * What one serve() call owns, or one handle() call made on its own: the
+ * options, settled; the responses, built once; every connection it has
+ * open, with the one timer that ends those out of time; and the stop.
+ * It has the shape of {@linkcode HandleOptions}, so that serve() can pass
+ * it to handle().
+ */
+class Server implements Disposable {
+  readonly mode: Mode | undefined;
+  readonly pages: Pages;
+  readonly sleepMs: number;
+  readonly #maxHeadBytes: number;
+  readonly maxInFlight: number;
+  readonly #headTimeoutMs: number;
+  readonly #sendTimeoutMs: number;
+  readonly #log: (line: string) => void;
+  readonly #quiet: boolean;
+  readonly #responses: Responses;
+  /** Every connection accepted and not yet closed: those in flight. */
+  readonly open = new OpenConnections();
+  /** Aborted when what is still in flight is dropped: a /sleep ends. */
+  readonly #drop = new AbortController();
+  readonly dropped = this.#drop.signal;
+  /** One timer for every connection: one each would cost more than they do. */
+  readonly #timer: ReturnType<typeof setInterval>;
+  readonly #cleanups: (() => void)[] = [];
+
+  /**
+   * Settles `options` (throwing on a mistake) and, given a listener, arms
+   * the stop: `options.signal` closes the listener and the connections still
+   * waiting for their head, and gives the rest `graceMs`. Without one, as
+   * for handle(), `options.signal` drops the request at once.
+   */
+  constructor(options: ServeOptions | HandleOptions, listener?: Deno.Listener) {
+    const settled = settle(options);
+    const { worker, drop } = options as Partial<ServeOptions>;
+    this.mode = (options as Partial<ServeOptions>).mode;
+    if (listener !== undefined && !isMode(this.mode)) {
+      throw new TypeError(
+        `mode must be "serial" or "concurrent", not ${this.mode}`,
+      );
+    }
+    this.pages = settled.pages;
+    this.sleepMs = settled.sleepMs;
+    this.#maxHeadBytes = settled.maxHeadBytes;
+    this.maxInFlight = settled.maxInFlight;
+    this.#headTimeoutMs = settled.headTimeoutMs;
+    this.#sendTimeoutMs = settled.sendTimeoutMs;
+    this.#log = settled.log;
+    this.#quiet = settled.quiet;
+    const mode = worker === undefined
+      ? this.mode && `mode;desc=${this.mode}`
+      : `mode;desc=parallel, worker;desc=${worker}`;
+    this.#responses = new Responses(settled.pages, mode);
+    this.#timer = setInterval(() => this.#endLate(), 50);
+    const { signal } = options;
+    if (listener === undefined) {
+      this.listener = noConnections();
+      this.#onAbort(signal, () => this.#dropAll());
+      return;
+    }
+    this.listener = acceptsRetried(listener, this);
+    this.#onAbort(signal, () => this.#stop(listener, signal!, settled.graceMs));
+    this.#onAbort(drop, () => {
+      this.#stop(listener, drop!, settled.graceMs);
+      this.#dropAll(`on ${drop!.reason}`);
+    });
+  }
+
+  /**
+   * The listener's connections, but a failed accept (out of file
+   * descriptors, say) is logged and retried after a pause.
+   */
+  readonly listener: AsyncIterable<Deno.Conn>;
+
+  /** Logs a line about one connection, unless quiet. */
+  report(line: string): void {
+    if (!this.#quiet) report(this.#log, line);
+  }
+
+  /** Logs one of the server's own events. */
+  event(line: string): void {
+    report(this.#log, line);
+  }
+
+  /** Reads `open`'s request head, given at most the head timeout. */
+  async readHead(open: Open): ReturnType<typeof readHead> {
+    open.waiting = "head";
+    open.deadline = open.started + this.#headTimeoutMs;
+    try {
+      return await readHead(open, this.#maxHeadBytes);
+    } finally {
+      open.waiting = undefined;
+    }
+  }
+
+  /**
+   * Writes a response, however few bytes each write takes, and returns
+   * its status. A write that takes nothing for the send timeout ends the
+   * connection (see #endLate()).
+   */
+  async send(
+    open: Open,
+    what: keyof Pages | ErrorStatus,
+    withBody = true,
+  ): Promise<StatusCode> {
+    const { status, bytes } = this.#responses.get(what, open, withBody);
+    let written = 0;
+    while (written < bytes.length) {
+      open.waiting = "write";
+      open.deadline = performance.now() + this.#sendTimeoutMs;
+      written += await open.conn.write(
+        written ? bytes.subarray(written) : bytes,
+      );
+    }
+    open.waiting = undefined;
+    return status;
+  }
+
+  /** Ends what ran out of time: a head not complete, a write stalled. */
+  #endLate(): void {
+    const now = performance.now();
+    for (const open of this.open) {
+      if (open.waiting === undefined || now < open.deadline) continue;
+      if (open.waiting === "write") {
+        end(open, "stalled");
+        continue;
+      }
+      // A pending read ends only when its connection closes: answer 408
+      // first. The read then fails, and handle() logs why.
+      open.ended ??= "timeout";
+      this.send(open, 408)
+        .catch(() => {}) // a client too slow to send a head may be gone too
+        .finally(() => closeQuietly(open.conn));
+    }
+  }
+
+  #stopped = false;
+  #graceTimer: ReturnType<typeof setTimeout> | undefined;
+
+  #stop(listener: Deno.Listener, signal: AbortSignal, graceMs: number): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.event(stoppingLine(signal.reason, graceMs));
+    closeQuietly(listener);
+    for (const open of this.open) {
+      if (open.waiting === "head") end(open, "shutdown");
+    }
+    this.#graceTimer = setTimeout(
+      () => this.#dropAll(`after the grace period of ${graceMs} ms`),
+      graceMs,
+    );
+  }
+
+  /** Ends every connection still open, whatever it is doing. */
+  #dropAll(why?: string): void {
+    clearTimeout(this.#graceTimer);
+    const count = this.open.size;
+    if (why !== undefined && count > 0) {
+      this.event(`Dropping ${plural(count, "request")} still in flight ${why}`);
+    }
+    for (const open of this.open) end(open, "dropped");
+    this.#drop.abort();
+  }
+
+  #onAbort(signal: AbortSignal | undefined, then: () => void): void {
+    if (signal === undefined) return;
+    if (signal.aborted) return then();
+    signal.addEventListener("abort", then, { once: true });
+    this.#cleanups.push(() => signal.removeEventListener("abort", then));
+  }
+
+  [Symbol.dispose](): void {
+    clearInterval(this.#timer);
+    clearTimeout(this.#graceTimer);
+    this.#cleanups.forEach((cleanup) => cleanup());
+  }
+}
+
+/** A connection its server has open, and what it is waiting for. */
+class Open {
+  readonly started = performance.now();
+  /** Where it stands in its OpenConnections, or -1 once removed. */
+  index = -1;
+  waiting: "head" | "write" | undefined;
+  /** When the wait ends it (see Server's #endLate()). */
+  deadline = Infinity;
+  /** Why the server ended it, if it did. */
+  ended: End | undefined;
+  constructor(readonly conn: Connection) {}
+}
+
+/** Why a server ended a connection. */
+type End = "timeout" | "shutdown" | "stalled" | "dropped";
+
+/** What handle() logs for a connection its server ended. */
+const ENDED = {
+  timeout: "408",
+  shutdown: "closed at shutdown before a whole request",
+  stalled: "closed: a write made no progress for the send timeout",
+  dropped: "dropped before it was done",
+} as const satisfies Record<End, string>;
+
+/** Marks `open` as ended by the server, for `why`, and closes it. */
+function end(open: Open, why: End): void {
+  open.ended ??= why;
+  closeQuietly(open.conn);
+}
+
+/**
+ * The connections a server has open. A plain array with swap-remove, not a
+ * Set: with thousands of adds and deletes a second, a Set kept connections
+ * alive long enough for V8 to promote them, and resident memory doubled.
+ */
+class OpenConnections implements Iterable<Open> {
+  readonly #all: Open[] = [];
+  #wake: (() => void) | undefined;
+
+  get size(): number {
+    return this.#all.length;
+  }
+
+  add(conn: Connection): Open {
+    const open = new Open(conn);
+    open.index = this.#all.push(open) - 1;
+    return open;
+  }
+
+  /** Takes `open` off the list: the last one takes its place. */
+  remove(open: Open): void {
+    const last = this.#all.pop()!;
+    if (last !== open) {
+      last.index = open.index;
+      this.#all[open.index] = last;
+    }
+    open.index = -1;
+    this.#wake?.();
+  }
+
+  /** Resolves once the next connection is closed; only the loop waits. */
+  oneEnded(): Promise<void> {
+    return new Promise((resolve) => this.#wake = resolve);
+  }
+
+  async allEnded(): Promise<void> {
+    while (this.size > 0) await this.oneEnded();
+  }
+
+  /** A copy, so that ending connections while iterating is safe. */
+  [Symbol.iterator](): Iterator<Open> {
+    return [...this.#all][Symbol.iterator]();
+  }
+}
+
+/**
+ * The connections `for await (const conn of listener)` gives, but a failed
+ * accept (out of file descriptors, say) is logged and retried after a pause
+ * that doubles each time, so that a flood does not make the loop spin.
+ */
+async function* acceptsRetried(listener: Deno.Listener, server: Server) {
+  let pauseMs = 0;
+  while (true) {
+    try {
+      yield await listener.accept();
+      pauseMs = 0;
+    } catch (error) {
+      if (
+        error instanceof Deno.errors.BadResource ||
+        error instanceof Deno.errors.Interrupted
+      ) return; // closed by a stop
+      pauseMs = Math.min(Math.max(pauseMs * 2, 10), 1000);
+      server.event(
+        `Accept failed: ${describe(error)}; trying again in ${pauseMs} ms`,
+      );
+      await delay(pauseMs, { signal: server.dropped }).catch(() => {});
+    }
+  }
+}
+
+/** What a server without a listener (handle() on its own) accepts. */
+async function* noConnections(): AsyncGenerator<Deno.Conn> {}
 
 // ---------------------------------------------------------------------------
 // Reading the request head
 
-/** Why no request head could be read. */
-type NoHead = "closed" | "too large" | HeadWaitEnd;
-
-/** Reads up to the blank line that ends the head, or says why it can't. */
+/**
+ * Reads up to the blank line that ends the head, or says why it can't.
+ * Throws once the server has ended the connection (see Open's `ended`).
+ */
 async function readHead(
-  conn: Connection,
-  options: HandleOptions,
-): Promise<Uint8Array | NoHead> {
-  const { maxHeadBytes = DEFAULTS.maxHeadBytes } = options;
-  checkRange("maxHeadBytes", maxHeadBytes, RANGES.maxHeadBytes); // or no end
+  open: Open,
+  maxHeadBytes: number,
+): Promise<Uint8Array | "closed" | "too large"> {
   // Most heads are a few hundred bytes: start small and grow up to the
   // limit, so that thousands of waiting connections cost little memory.
   let buffer = new Uint8Array(Math.min(256, maxHeadBytes));
   let length = 0;
-  const wait = startHeadWait(conn, options);
-  try {
-    while (true) {
-      if (length === buffer.length) {
-        if (length >= maxHeadBytes) return "too large";
-        const larger = new Uint8Array(Math.min(length * 2, maxHeadBytes));
-        larger.set(buffer);
-        buffer = larger;
-      }
-      let read: number | null;
-      try {
-        read = await conn.read(length ? buffer.subarray(length) : buffer);
-      } catch (error) {
-        if (wait.ended) return wait.ended; // closed by checkHeadWaits()
-        throw error;
-      }
-      if (wait.ended) return wait.ended;
-      if (read === null) return "closed";
-      // The blank line may straddle two reads, so look back a little.
-      const searchFrom = Math.max(0, length - 3);
-      length += read;
-      const end = findHeadEnd(buffer, searchFrom);
-      if (end !== -1) return buffer.subarray(0, end);
+  while (true) {
+    if (length === buffer.length) {
+      if (length >= maxHeadBytes) return "too large";
+      const larger = new Uint8Array(Math.min(length * 2, maxHeadBytes));
+      larger.set(buffer);
+      buffer = larger;
     }
-  } finally {
-    stopHeadWait(wait);
+    const read = await open.conn.read(
+      length ? buffer.subarray(length) : buffer,
+    );
+    if (open.ended) throw new Deno.errors.Interrupted(open.ended);
+    if (read === null) return "closed";
+    // The blank line may straddle two reads, so look back a little.
+    const searchFrom = Math.max(0, length - 3);
+    length += read;
+    const end = findHeadEnd(buffer, searchFrom);
+    if (end !== -1) return buffer.subarray(0, end);
   }
 }
-
-/** What to log when no head came; a 408 is sent by checkHeadWaits(). */
-const NO_HEAD = {
-  closed: "closed by the client before a whole request",
-  shutdown: "closed at shutdown before a whole request",
-  timeout: 408,
-} as const;
 
 /**
  * The index just past the first empty line (CRLF or bare LF), or -1. Past
@@ -333,38 +638,93 @@ const LF = 0x0a;
 const CR = 0x0d;
 
 // ---------------------------------------------------------------------------
-// Parsing the head
+// Parsing the head: RFC 9112, for a server that reads no bodies
 
 /** A request line and field lines as RFC 9112 spells them, CR optional. */
 const REQUEST_LINE =
-  /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([!-~]+) HTTP\/1\.([01])\r?$/;
-const FIELD_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[\t -~\u0080-\uffff]*\r?$/;
+  /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([!-~]+) HTTP\/(\d)\.(\d)\r?$/;
+const FIELD_LINE =
+  /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[\t ]*([\t -~\u0080-\uffff]*?)[\t ]*\r?$/;
 
-/** The request, or `invalid` with as much of the request line as was read. */
+/** The methods RFC 9110 defines, and PATCH (RFC 5789): others get 501. */
+const KNOWN_METHODS = new Set([
+  "GET",
+  "HEAD",
+  "POST",
+  "PUT",
+  "DELETE",
+  "CONNECT",
+  "OPTIONS",
+  "TRACE",
+  "PATCH",
+]);
+
+/** A request to route, or the error status to answer, with its line if read. */
 type ParsedHead =
-  | { invalid?: false; line: string; method: string; path: string }
-  | { invalid: true; line?: string };
+  | { error?: undefined; line: string; method: string; path: string }
+  | { error: ErrorStatus; line?: string };
 
-/** Parses a head; HTTP/1.1 needs exactly one `Host` (RFC 9112). */
+/**
+ * Parses a head as RFC 9112 asks of a server that reads no bodies: HTTP/1.1
+ * and later 1.x need exactly one Host; Content-Length must be one number;
+ * chunked is the only transfer coding understood, so any other gets 501.
+ */
 function parseHead(head: Uint8Array): ParsedHead {
   const [requestLine, ...fieldLines] = decoder.decode(head).split("\n")
     .slice(0, -2); // the empty line that ends the head, and what follows it
   const match = REQUEST_LINE.exec(requestLine);
-  if (match === null) return { invalid: true };
-  const [, method, target, minorVersion] = match;
+  if (match === null) return { error: 400 };
+  const [, method, target, major, minor] = match;
   const line = `${method} ${target}`;
+  // HTTP/1.2 and later minor versions are read as 1.1 (RFC 9110 §2.5).
+  if (major !== "1") return { line, error: 505 };
 
   let hosts = 0;
+  const lengths: string[] = [];
+  const codings: string[] = [];
   for (const fieldLine of fieldLines) {
     const field = FIELD_LINE.exec(fieldLine);
-    if (field === null) return { invalid: true, line };
-    if (field[1].length === 4 && field[1].toLowerCase() === "host") hosts++;
+    if (field === null) return { line, error: 400 };
+    const [, name, value] = field;
+    // Only three names matter; most fields are skipped by their length.
+    if (name.length === 4 && name.toLowerCase() === "host") hosts++;
+    else if (name.length === 14 && name.toLowerCase() === "content-length") {
+      lengths.push(...value.split(","));
+    } else if (
+      name.length === 17 && name.toLowerCase() === "transfer-encoding"
+    ) codings.push(...value.split(","));
   }
   const path = pathOf(target);
-  if (hosts > 1 || (minorVersion === "1" && hosts === 0) || !path) {
-    return { invalid: true, line };
+  if (
+    hosts > 1 || (minor !== "0" && hosts === 0) || !path ||
+    !validLength(lengths) || (codings.length > 0 && lengths.length > 0)
+  ) return { line, error: 400 };
+  const codingError = checkCodings(codings);
+  if (codingError) return { line, error: codingError };
+  if (method !== "GET" && method !== "HEAD") {
+    return { line, error: KNOWN_METHODS.has(method) ? 405 : 501 };
   }
   return { line, method, path };
+}
+
+/** Whether Content-Length's values, if any, are one number (RFC 9110 §8.6). */
+function validLength(values: string[]): boolean {
+  const numbers = new Set(
+    values.map((value) => value.trim().replace(/^0+(?=\d)/, "")),
+  );
+  return numbers.size <= 1 && values.every((v) => /^\s*\d+\s*$/.test(v));
+}
+
+/**
+ * 501 for a transfer coding other than chunked, 400 for chunked twice or an
+ * empty list (RFC 9112 §6.1); undefined when all is well.
+ */
+function checkCodings(values: string[]): 400 | 501 | undefined {
+  if (values.length === 0) return;
+  const codings = values.map((v) => v.split(";", 1)[0].trim().toLowerCase())
+    .filter((coding) => coding !== ""); // a list may have empty elements
+  if (codings.some((coding) => coding !== "chunked")) return 501;
+  if (codings.length !== 1) return 400;
 }
 
 /** The path of a target in origin (`/a?b`) or absolute form, if either. */
@@ -380,245 +740,75 @@ const decoder = new TextDecoder();
 // ---------------------------------------------------------------------------
 // Writing the response
 
-const HTML = "text/html; charset=utf-8";
-const TEXT = "text/plain; charset=utf-8";
-const encoder = new TextEncoder();
-
-/** Writes a whole HTML response, with or without its body. */
-function respond(
-  conn: Connection,
-  status: StatusCode,
-  page: Uint8Array,
-  withBody: boolean,
-): Promise<StatusCode> {
-  const response = pageResponse(status, page);
-  const headLength = response.length - page.length;
-  return send(
-    conn,
-    withBody ? response : response.subarray(0, headLength),
-    status,
-  );
-}
+/** The statuses sent with a short plain-text body that names them. */
+type ErrorStatus = 400 | 405 | 408 | 431 | 501 | 505;
+const ERROR_STATUSES = [400, 405, 408, 431, 501, 505] as const;
+const PAGE_STATUSES = { hello: 200, notFound: 404, lab: 200 } as const;
 
 /**
- * The response for a page, built on its first request and kept with the
- * page: the pages are fixed once loaded, so nothing needs building twice.
+ * A server's responses, built once when it starts: only the time in the
+ * `Server-Timing` field, the last of the head, is written per request.
  */
-function pageResponse(status: StatusCode, page: Uint8Array): Uint8Array {
-  let byStatus = pageResponses.get(page);
-  if (byStatus === undefined) {
-    byStatus = new Map();
-    pageResponses.set(page, byStatus);
-  }
-  let response = byStatus.get(status);
-  if (response === undefined) {
-    response = responseBytes(status, HTML, page);
-    byStatus.set(status, response);
-  }
-  return response;
-}
-const pageResponses = new WeakMap<Uint8Array, Map<StatusCode, Uint8Array>>();
+class Responses {
+  readonly #built = new Map<keyof Pages | ErrorStatus, Built>();
 
-/** Answers with a short plain-text body that names the status. */
-function respondWithStatus(conn: Connection, status: ErrorStatus) {
-  return send(conn, STATUS_RESPONSES[status], status);
-}
-type ErrorStatus = 400 | 405 | 408 | 431;
-const STATUS_RESPONSES = Object.fromEntries(
-  ([400, 405, 408, 431] as const).map((status) => {
-    const body = encoder.encode(`${status} ${STATUS_TEXT[status]}\n`);
-    return [status, responseBytes(status, TEXT, body)];
-  }),
-) as Record<ErrorStatus, Uint8Array>;
+  /** @param mode Server-Timing's metrics before `handle`, if any. */
+  constructor(pages: Pages, mode: string | undefined) {
+    const timing = `Server-Timing: ${mode ? `${mode}, ` : ""}handle;dur=`;
+    for (const page of Object.keys(PAGE_STATUSES) as (keyof Pages)[]) {
+      const status = PAGE_STATUSES[page];
+      this.#built.set(page, built(status, HTML, pages[page], timing));
+    }
+    for (const status of ERROR_STATUSES) {
+      const body = encoder.encode(`${status} ${STATUS_TEXT[status]}\n`);
+      this.#built.set(status, built(status, TEXT, body, timing));
+    }
+  }
 
-/** Head and body in one buffer, so that the usual case is one write. */
-function responseBytes(status: StatusCode, type: string, body: Uint8Array) {
+  /** The bytes to send to `open` now: its time so far, then the body. */
+  get(what: keyof Pages | ErrorStatus, open: Open, withBody: boolean) {
+    const { status, head, body } = this.#built.get(what)!;
+    const dur = (performance.now() - open.started).toFixed(1);
+    const bytes = new Uint8Array(
+      head.length + dur.length + END_OF_HEAD.length +
+        (withBody ? body.length : 0),
+    );
+    bytes.set(head);
+    encoder.encodeInto(dur, bytes.subarray(head.length));
+    bytes.set(END_OF_HEAD, head.length + dur.length);
+    if (withBody) {
+      bytes.set(body, head.length + dur.length + END_OF_HEAD.length);
+    }
+    return { status, bytes };
+  }
+}
+interface Built {
+  status: StatusCode;
+  head: Uint8Array;
+  body: Uint8Array;
+}
+
+/** A response's head up to the time in its last field, and its body. */
+function built(
+  status: StatusCode,
+  type: string,
+  body: Uint8Array,
+  timing: string,
+): Built {
   const head = encoder.encode(
     `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\n` +
       `Content-Type: ${type}\r\n` +
       `Content-Length: ${body.byteLength}\r\n` +
       (status === 405 ? "Allow: GET, HEAD\r\n" : "") +
-      "Connection: close\r\n\r\n",
+      "Connection: close\r\n" + timing,
   );
-  const response = new Uint8Array(head.byteLength + body.byteLength);
-  response.set(head);
-  response.set(body, head.byteLength);
-  return response;
+  return { status, head, body };
 }
 
-/** Writes all of `bytes`, however few each write takes; returns `status`. */
-async function send<S>(conn: Connection, bytes: Uint8Array, status: S) {
-  let written = await conn.write(bytes);
-  while (written < bytes.length) {
-    written += await conn.write(bytes.subarray(written));
-  }
-  return status;
-}
-
-// ---------------------------------------------------------------------------
-// Limits: the head timeout, the accept back-off, the limit in flight, the stop
-
-/** A connection waiting for its head: its place in the list, or -1. */
-interface HeadWait {
-  conn: Connection;
-  deadline: number;
-  shutdown: AbortSignal | undefined;
-  index: number;
-  ended?: HeadWaitEnd;
-}
-type HeadWaitEnd = "timeout" | "shutdown";
-
-/**
- * Every connection waiting for its head, checked by one timer every 50 ms:
- * a timer, an abort listener and a promise race for each would cost more
- * memory than thousands of waiting connections themselves. A running
- * server holds the timer, so that it is not set and cleared again for
- * every connection (about 4 µs each time). A plain array, not a Set: with
- * thousands of adds and deletes a second, a Set kept connections alive
- * long enough for V8 to promote them, and resident memory doubled.
- */
-const headWaits: HeadWait[] = [];
-let headWaitTimer: ReturnType<typeof setInterval> | undefined;
-let serversHoldingTimer = 0;
-
-function startHeadWait(conn: Connection, options: HandleOptions): HeadWait {
-  const timeoutMs = options.headTimeoutMs ?? DEFAULTS.headTimeoutMs;
-  const deadline = performance.now() + timeoutMs;
-  const { shutdown } = options;
-  const wait = { conn, deadline, shutdown, index: headWaits.length };
-  headWaits.push(wait);
-  updateHeadWaitTimer();
-  return wait;
-}
-
-/** Takes `wait` off the list, if it is on it: the last one takes its place. */
-function stopHeadWait(wait: HeadWait): void {
-  if (wait.index === -1) return;
-  const last = headWaits.pop()!;
-  if (last !== wait) {
-    last.index = wait.index;
-    headWaits[wait.index] = last;
-  }
-  wait.index = -1;
-  updateHeadWaitTimer();
-}
-
-/** Runs the timer while a server runs or a connection waits, only then. */
-function updateHeadWaitTimer(): void {
-  if (headWaits.length > 0 || serversHoldingTimer > 0) {
-    headWaitTimer ??= setInterval(checkHeadWaits, 50);
-  } else {
-    clearInterval(headWaitTimer);
-    headWaitTimer = undefined;
-  }
-}
-
-/**
- * Ends the waits that ran out of time or met a shutdown. A pending read
- * stops only when its connection is closed, so a client out of time is
- * answered 408 first; its read then fails, and readHead() returns `ended`.
- */
-function checkHeadWaits(): void {
-  const now = performance.now();
-  // Backwards: stopping a wait moves the last one, already checked, here.
-  for (let i = headWaits.length - 1; i >= 0; i--) {
-    const wait = headWaits[i];
-    if (wait.shutdown?.aborted) wait.ended = "shutdown";
-    else if (now >= wait.deadline) wait.ended = "timeout";
-    else continue;
-    stopHeadWait(wait);
-    if (wait.ended === "shutdown") closeQuietly(wait.conn);
-    else {
-      respondWithStatus(wait.conn, 408)
-        .catch(() => {}) // a client too slow to send a head may be gone too
-        .finally(() => closeQuietly(wait.conn));
-    }
-  }
-}
-
-/**
- * The connections `for await (const conn of listener)` gives, but a failed
- * accept (out of file descriptors, say) is logged and retried after a pause
- * that doubles each time, so that a flood does not make the loop spin.
- */
-async function* connections(listener: Deno.Listener, options: ServeOptions) {
-  let pauseMs = 0;
-  while (true) {
-    try {
-      yield await listener.accept();
-      pauseMs = 0;
-    } catch (error) {
-      if (
-        error instanceof Deno.errors.BadResource ||
-        error instanceof Deno.errors.Interrupted
-      ) return; // closed by a stop
-      pauseMs = Math.min(Math.max(pauseMs * 2, 10), 1000);
-      const retry = `trying again in ${pauseMs} ms`;
-      report(options.log, `Accept failed: ${describe(error)}; ${retry}`);
-      await delay(pauseMs, { signal: options.signal }).catch(() => {});
-    }
-  }
-}
-
-/** The requests in flight, counted: waiting for one costs O(1). */
-class InFlight {
-  size = 0;
-  #wake: (() => void) | undefined;
-  #done = () => {
-    this.size--;
-    this.#wake?.();
-  };
-
-  /** Counts `handling` until it settles (handle() never rejects). */
-  add(handling: Promise<void>): void {
-    this.size++;
-    handling.then(this.#done);
-  }
-
-  /** Resolves once the next request is done; only the loop waits. */
-  oneDone(): Promise<void> {
-    return new Promise((resolve) => this.#wake = resolve);
-  }
-
-  async allDone(): Promise<void> {
-    while (this.size > 0) await this.oneDone();
-  }
-}
-
-/**
- * Checks the options and arms the stop: closing the listener ends the loop,
- * connections waiting for a head are closed, requests in flight get
- * `graceMs` before they are dropped. Call `done()` at the end.
- */
-function start(listener: Deno.Listener, options: ServeOptions) {
-  const { mode, maxInFlight, graceMs, signal, ...all } = checked(options);
-  const endOfGrace = new AbortController();
-  let graceTimer: ReturnType<typeof setTimeout> | undefined;
-  const stop = () => {
-    const why = typeof signal.reason === "string" ? ` on ${signal.reason}` : "";
-    const grace = `requests in flight have ${graceMs} ms to finish`;
-    report(all.log, `Stopping${why}: no new connections; ${grace}`);
-    closeQuietly(listener);
-    graceTimer = setTimeout(() => endOfGrace.abort(), graceMs);
-  };
-  if (signal.aborted) stop();
-  else signal.addEventListener("abort", stop, { once: true });
-  serversHoldingTimer++;
-  updateHeadWaitTimer();
-  const handleOptions: HandleOptions = {
-    ...all,
-    log: all.quiet ? () => {} : all.log,
-    shutdown: signal,
-    abort: endOfGrace.signal,
-  };
-  const done = () => {
-    serversHoldingTimer--;
-    updateHeadWaitTimer();
-    clearTimeout(graceTimer);
-    signal.removeEventListener("abort", stop);
-  };
-  return { mode, maxInFlight, handleOptions, done };
-}
+const HTML = "text/html; charset=utf-8";
+const TEXT = "text/plain; charset=utf-8";
+const encoder = new TextEncoder();
+const END_OF_HEAD = encoder.encode("\r\n\r\n");
 
 // ---------------------------------------------------------------------------
 // Small helpers
@@ -633,12 +823,17 @@ function closeQuietly(resource: { close(): void }): void {
 }
 
 /** Logs a line; a log that fails (`| head`, a full disk) loses it. */
-function report(log: HandleOptions["log"], line: string): void {
+function report(log: (line: string) => void, line: string): void {
   try {
-    (log ?? console.log)(line);
+    log(line);
   } catch {
     // Nowhere left to report to; throwing would end the process.
   }
+}
+
+/** `1 request`, `2 requests`. */
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }
 
 /**
@@ -653,11 +848,11 @@ function describe(error: unknown): string {
 }
 
 /**
- * Reads `hello.html` and `404.html` from the folder that holds this module,
- * whatever the working directory.
+ * Reads `hello.html`, `404.html` and `lab.html` from the folder that holds
+ * this module, whatever the working directory.
  *
  * @param folder The folder to read them from, as a URL ending in `/`.
- * @returns The two pages, as bytes.
+ * @returns The pages, as bytes.
  *
  * @example Load the pages next to main.ts
  * ```ts
@@ -668,11 +863,12 @@ function describe(error: unknown): string {
 export async function loadPages(
   folder: URL = new URL("./", import.meta.url),
 ): Promise<Pages> {
-  const [hello, notFound] = await Promise.all([
-    Deno.readFile(new URL("hello.html", folder)),
-    Deno.readFile(new URL("404.html", folder)),
-  ]);
-  return { hello, notFound };
+  const entries = await Promise.all(
+    Object.entries(PAGE_FILES).map(async ([page, file]) =>
+      [page, await Deno.readFile(new URL(file, folder))] as const
+    ),
+  );
+  return Object.fromEntries(entries) as unknown as Pages;
 }
 
 // ---------------------------------------------------------------------------
@@ -680,17 +876,17 @@ export async function loadPages(
 
 /**
  * Runs serve() in concurrent mode in `options.workers` Workers: threads with
- * an event loop each, listening on `probe`'s port with SO_REUSEPORT, so that
- * the kernel gives each new connection to one of them. `probe` holds the
+ * an event loop each, listening on `hold`'s port with SO_REUSEPORT, so that
+ * the kernel gives each new connection to one of them. `hold` keeps the
  * port until they all listen. A worker that fails ends them all (a bug).
  * Resolves with the exit code once they have stopped.
  */
 async function serveInWorkers(
-  probe: Deno.TcpListener,
-  { pages, signal: stop, ...options }: ParallelOptions,
+  hold: Deno.TcpListener,
+  { pages, signal: stop, drop, ...options }: ParallelOptions,
   startLine: string,
 ): Promise<number> {
-  const port = probe.addr.port;
+  const port = hold.addr.port;
   const failed = Promise.withResolvers<string>();
   const workers = Array.from({ length: options.workers }, (_, i) => {
     const worker = new Worker(import.meta.url, { type: "module" });
@@ -702,9 +898,17 @@ async function serveInWorkers(
       event.preventDefault(); // end this worker, not the process
       failed.resolve(`Worker ${i + 1} failed: ${event.message}`);
     };
-    worker.postMessage({ id: i + 1, options: { ...options, port }, pages });
-    stop.addEventListener("abort", () => worker.postMessage(stop.reason));
+    const start = { worker: i + 1, options: { ...options, port }, pages };
+    worker.postMessage({ start });
     return { worker, ...said };
+  });
+  // The workers stop quietly: one line says it for all of them.
+  stop.addEventListener("abort", () => {
+    print(`${localTime()} ${stoppingLine(stop.reason, options.graceMs)}`);
+    workers.forEach(({ worker }) => worker.postMessage({ stop: stop.reason }));
+  });
+  drop.addEventListener("abort", () => {
+    workers.forEach(({ worker }) => worker.postMessage({ drop: drop.reason }));
   });
   const all = (word: Said) =>
     Promise.race([
@@ -712,14 +916,18 @@ async function serveInWorkers(
       Promise.all(workers.map((w) => w[word].promise)).then(() => ""),
     ]);
   let failure = await all("listening");
-  probe.close();
+  hold.close();
   if (!failure) print(startLine);
   failure ||= await all("stopped");
   workers.forEach(({ worker }) => worker.terminate());
   if (failure) console.error(`error: ${failure}`);
   return failure ? 1 : 0;
 }
-type ParallelOptions = CommandLine & { pages: Pages; signal: AbortSignal };
+type ParallelOptions = CommandLine & {
+  pages: Pages;
+  signal: AbortSignal;
+  drop: AbortSignal;
+};
 type Said = "listening" | "stopped";
 const wait = () => Promise.withResolvers<string>();
 
@@ -728,9 +936,11 @@ function serveInWorker(): void {
   // A worker's global scope talks to its parent as a Worker object does.
   const parent = globalThis as unknown as Worker;
   const stop = new AbortController();
+  const drop = new AbortController();
   parent.onmessage = async ({ data }) => {
-    if (!data.options) return stop.abort(data); // the reason, as in main()
-    const { id, options, pages } = data;
+    if ("stop" in data) return stop.abort(data.stop);
+    if ("drop" in data) return drop.abort(data.drop);
+    const { worker, options, pages } = data.start;
     const { hostname, port } = options;
     let listener;
     try {
@@ -746,8 +956,15 @@ function serveInWorker(): void {
       ...options,
       mode: "concurrent",
       pages,
-      log: (line) => print(`${localTime()} worker ${id}: ${line}`),
+      worker,
+      log: (line) => {
+        // The main thread says Stopping, once for every worker.
+        if (!line.startsWith(STOPPING)) {
+          print(`${localTime()} worker ${worker}: ${line}`);
+        }
+      },
       signal: stop.signal,
+      drop: drop.signal,
     });
     parent.postMessage("stopped");
   };
@@ -774,7 +991,10 @@ function whyNoParallelMode(): string | undefined {
 /** What the command line chooses; see {@linkcode ServeOptions}. */
 export type CommandLine =
   & Required<
-    Pick<ServeOptions, "sleepMs" | "headTimeoutMs" | "graceMs" | "maxInFlight">
+    Pick<
+      ServeOptions,
+      "sleepMs" | "headTimeoutMs" | "sendTimeoutMs" | "graceMs" | "maxInFlight"
+    >
   >
   & { quiet: boolean }
   & { mode: Mode | "parallel"; hostname: string; port: number }
@@ -783,7 +1003,8 @@ export type CommandLine =
 /** The help that `--help` prints. */
 export const HELP = `Usage: main.ts [serial|concurrent|parallel] [options]
 
-Serves hello.html and 404.html, a slow /sleep and a CPU-bound /block.
+Serves hello.html and 404.html, a slow /sleep, a CPU-bound /block, and the
+experiment in a browser at /lab.
   serial       the accept loop awaits each connection: one client at a time
   concurrent   the accept loop detaches each connection: all at once (default)
   parallel     concurrent, in a worker thread per CPU on one port (Linux only;
@@ -794,6 +1015,7 @@ Options (--name=value and --name value both work):
   --hostname H         the address, such as ::1 (default ${DEFAULTS.hostname})
   --sleep-ms N         how long /sleep waits and /block spins (default ${DEFAULTS.sleepMs})
   --head-timeout-ms N  time to send a request head, then 408 (default ${DEFAULTS.headTimeoutMs})
+  --send-timeout-ms N  time a write may make no progress, then close (default ${DEFAULTS.sendTimeoutMs})
   --grace-ms N         on Ctrl-C or SIGTERM, time left to requests (default ${DEFAULTS.graceMs})
   --max-in-flight N    at most N connections at once in each loop (default: no limit)
   --workers N          parallel: how many worker threads (default ${DEFAULTS.workers})
@@ -802,7 +1024,7 @@ Options (--name=value and --name value both work):
 
 Examples:
   deno run --allow-net=127.0.0.1 --allow-read main.ts serial --sleep-ms 2000
-  deno run --allow-net=[::1] --allow-read main.ts --hostname ::1 --port 0
+  deno run '--allow-net=[::1]' --allow-read main.ts --hostname ::1 --port 0
   deno run --unstable-net --allow-net=127.0.0.1 --allow-read main.ts parallel`;
 
 /** The flags that take a whole number, each named for its option. */
@@ -810,10 +1032,12 @@ const NUMBER_FLAGS = [
   "port",
   "sleep-ms",
   "head-timeout-ms",
+  "send-timeout-ms",
   "grace-ms",
   "max-in-flight",
   "workers",
 ] as const;
+const BOOLEAN_FLAGS = ["help", "quiet"] as const;
 
 /**
  * Parses the command line; what it leaves out comes from {@linkcode DEFAULTS}.
@@ -831,9 +1055,17 @@ const NUMBER_FLAGS = [
  * ```
  */
 export function parseCommandLine(args: readonly string[]): CommandLine {
+  // parseArgs reads --quiet=no as --quiet: only true or false may follow.
+  for (const arg of args) {
+    const [, flag, value] = /^--(\w+)=(.*)$/.exec(arg) ?? [];
+    if (
+      BOOLEAN_FLAGS.includes(flag as "quiet") &&
+      value !== "true" && value !== "false"
+    ) throw new TypeError(`--${flag} takes no value, not "${value}"`);
+  }
   const flags = parseArgs([...args], {
     string: ["hostname", ...NUMBER_FLAGS],
-    boolean: ["help", "quiet"],
+    boolean: BOOLEAN_FLAGS,
     alias: { h: "help" },
     unknown(arg, key) {
       if (key !== undefined) throw new TypeError(`Unknown option "${arg}"`);
@@ -843,13 +1075,27 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
   const unknown = modes.find((mode) => !isMode(mode) && mode !== "parallel");
   if (unknown) throw new TypeError(`Unknown argument "${unknown}"`);
   if (modes.length > 1) {
-    throw new TypeError(`Choose one mode, not ${modes.join(" and ")}`);
+    // `deno task start serial` gives two: the task's and the user's.
+    throw new TypeError(
+      `Choose one mode, not ${
+        modes.join(" and ")
+      }; each deno task already chooses one, so for ${
+        modes.at(-1)
+      } mode run: deno task ${
+        modes.at(-1) === "concurrent" ? "start" : modes.at(-1)
+      }`,
+    );
   }
-  const { maxHeadBytes: _, ...defaults } = DEFAULTS;
   const options: CommandLine = {
-    ...defaults,
     mode: (modes[0] ?? DEFAULTS.mode) as CommandLine["mode"],
     hostname: (flags.hostname ?? DEFAULTS.hostname).replace(/^\[(.*)\]$/, "$1"),
+    port: DEFAULTS.port,
+    sleepMs: DEFAULTS.sleepMs,
+    headTimeoutMs: DEFAULTS.headTimeoutMs,
+    sendTimeoutMs: DEFAULTS.sendTimeoutMs,
+    graceMs: DEFAULTS.graceMs,
+    maxInFlight: DEFAULTS.maxInFlight,
+    workers: DEFAULTS.workers,
     quiet: flags.quiet,
     help: flags.help,
   };
@@ -860,9 +1106,10 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
       const not = value === "" ? "a value" : `a whole number, not "${value}"`;
       throw new TypeError(`--${flag} needs ${not}`);
     }
-    const option = flag.replace(/-(.)/g, (_, c) => c.toUpperCase());
-    checkRange(`--${flag}`, Number(value), RANGES[option as "port"]);
-    options[option as keyof typeof RANGES & keyof CommandLine] = Number(value);
+    const option = flag.replace(/-(.)/g, (_, c) => c.toUpperCase()) as
+      & keyof typeof RANGES
+      & keyof CommandLine;
+    options[option] = checkRange(`--${flag}`, Number(value), RANGES[option]);
   }
   if (options.hostname === "") throw new TypeError("--hostname needs a value");
   if (options.mode === "serial" && flags["max-in-flight"] !== undefined) {
@@ -880,7 +1127,7 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
  * @param args The command-line arguments, such as `Deno.args`.
  * @returns The exit code: 0 after a clean stop, 1 when the server cannot
  * start (port in use, bad address, no permission), 2 for a mistake on the
- * command line.
+ * command line, 130 when a second signal dropped the requests in flight.
  *
  * @example Serial mode on port 8080
  * ```ts ignore
@@ -914,19 +1161,20 @@ export async function main(args: readonly string[]): Promise<number> {
     return 1;
   }
   try {
-    // In parallel mode, the workers join this listener's port.
-    listener = Deno.listen({ hostname, port, reusePort: parallel });
+    listener = listen(hostname, port, parallel);
   } catch (error) {
     console.error(`error: ${whyNotListening(error, options, args)}`);
     return 1;
   }
   const url = `http://${bracketed(hostname)}:${listener.addr.port}/`;
-  const how = parallel ? `parallel, ${workers} workers` : mode;
-  const started = `Listening on ${url} (${how})`;
+  const how = parallel ? `parallel, ${plural(workers, "worker")}` : mode;
+  const started =
+    `Listening on ${url} (${how}); run the experiment at ${url}lab`;
 
   const stop = new AbortController();
-  const removeSignalListeners = onSignals(stop);
-  const serving = { ...options, pages, signal: stop.signal };
+  const drop = new AbortController();
+  const removeSignalListeners = onSignals(stop, drop);
+  const serving = { ...options, pages, signal: stop.signal, drop: drop.signal };
   let code = 0;
   try {
     if (parallel) code = await serveInWorkers(listener, serving, started);
@@ -941,6 +1189,7 @@ export async function main(args: readonly string[]): Promise<number> {
   } finally {
     removeSignalListeners();
   }
+  if (drop.signal.aborted) return 130;
   if (code === 0) print("Stopped");
   return code;
 }
@@ -949,12 +1198,35 @@ const USAGE =
   "Usage: main.ts [serial|concurrent|parallel] [options]; see --help";
 
 /**
- * Aborts `stop` on SIGINT or SIGTERM, and exits 130 on a second one. A
- * terminal sends Ctrl-C to the whole process group, and `deno task` passes
- * it on too, so one press can arrive twice: a repeat within half a second
- * is the same press. Returns a function that removes the listeners.
+ * Listens on `hostname:port`; in parallel mode with SO_REUSEPORT, for the
+ * workers to join. A listener with it could join a port that another
+ * server holds with it too, and quietly share its connections: so the port
+ * is taken without it first, which fails on a port in use, whoever has it.
  */
-function onSignals(stop: AbortController): () => void {
+function listen(hostname: string, port: number, parallel: boolean) {
+  const listener = Deno.listen({ hostname, port });
+  if (!parallel) return listener;
+  const { port: chosen } = listener.addr;
+  listener.close();
+  return Deno.listen({ hostname, port: chosen, reusePort: true });
+}
+
+/** What a server logs when it stops: no new connections, and the grace. */
+function stoppingLine(reason: unknown, graceMs: number): string {
+  const why = typeof reason === "string" ? ` on ${reason}` : "";
+  const grace = `requests in flight have ${graceMs} ms to finish`;
+  return `${STOPPING}${why}: no new connections; ${grace}`;
+}
+const STOPPING = "Stopping";
+
+/**
+ * Aborts `stop` on SIGINT or SIGTERM, and `drop` on a second one: the
+ * requests in flight are dropped, and main() exits 130. A terminal sends
+ * Ctrl-C to the whole process group, and `deno task` passes it on too, so
+ * one press can arrive twice: a repeat within half a second is the same
+ * press. Returns a function that removes the listeners.
+ */
+function onSignals(stop: AbortController, drop: AbortController) {
   const signals: Deno.Signal[] = Deno.build.os === "windows"
     ? ["SIGINT"]
     : ["SIGINT", "SIGTERM"];
@@ -966,7 +1238,9 @@ function onSignals(stop: AbortController): () => void {
         ? "press Ctrl-C again"
         : "send it again";
       stop.abort(`${signal} (${again} to exit at once)`);
-    } else if (performance.now() - stoppedAt > 500) Deno.exit(130);
+    } else if (performance.now() - stoppedAt > 500) {
+      drop.abort(`a second ${signal}`);
+    }
   });
   signals.forEach((s, i) => Deno.addSignalListener(s, handlers[i]));
   return () =>
@@ -991,7 +1265,8 @@ function bracketed(hostname: string): string {
 
 /**
  * One line saying why `Deno.listen()` failed, without a stack trace; for a
- * missing permission, the command that has it, with the same arguments.
+ * missing permission, the command that has it: the read permission the
+ * user gave, the network one added, and the same arguments.
  */
 function whyNotListening(
   error: unknown,
@@ -1004,17 +1279,35 @@ function whyNotListening(
     return `Address ${address} is already in use; stop what uses it or choose another --port`;
   }
   if (error instanceof Deno.errors.NotCapable) {
-    const flags = `${mode === "parallel" ? "--unstable-net " : ""}--allow-net=${
-      bracketed(hostname)
-    } --allow-read`;
-    return `No permission to listen on ${address}; the deno tasks allow only 127.0.0.1, so run: deno run ${flags} main.ts ${
-      args.join(" ")
-    }`;
+    const net = `--allow-net=${bracketed(hostname)}`;
+    const command = [
+      "deno run",
+      ...(mode === "parallel" ? ["--unstable-net"] : []),
+      hostname.includes(":") ? `'${net}'` : net, // zsh would glob [::1]
+      readFlagGiven(),
+      "main.ts",
+      ...args,
+    ];
+    return `No permission to listen on ${address}; run: ${command.join(" ")}`;
   }
   if (error instanceof Deno.errors.PermissionDenied) {
     return `The system does not allow listening on ${address}; ports below 1024 need privileges`;
   }
   return `Cannot listen on ${address}: ${why}`;
+}
+
+/** The `--allow-read` flag that gave what main.ts has, as near as it can. */
+function readFlagGiven(): string {
+  const granted = (path?: string) =>
+    Deno.permissions.querySync({ name: "read", path }).state === "granted";
+  if (granted()) return "--allow-read";
+  if (granted(".")) return "--allow-read=.";
+  const folder = import.meta.dirname; // undefined for a remote module
+  if (folder === undefined || granted(folder)) {
+    return `--allow-read${folder ? `=${folder}` : ""}`;
+  }
+  const files = [...Object.values(PAGE_FILES), "main.ts"];
+  return `--allow-read=${files.map((file) => `${folder}/${file}`).join(",")}`;
 }
 
 if (import.meta.main) {
