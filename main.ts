@@ -50,11 +50,11 @@ export async function serve(
       // accepts: later clients wait in the kernel's backlog.
       await handle(conn, server);
     } else {
-      // No await. Unlike a Rust future, which does nothing until polled, an
-      // async function runs as soon as it is called, up to its first await
-      // (the first read): this client is being served when the loop goes
-      // back to accept the next. No spawn is needed, and a forgotten await
-      // gives no warning.
+      // No await. Unlike a Rust future, which does nothing until polled, a
+      // promise's work starts when it is called: handle() runs up to its
+      // first await (the first read), so this client is being served when
+      // the loop goes back to accept the next. No spawn is needed, and a
+      // forgotten await gives no warning.
       handle(conn, server);
       // With a limit, a full house waits for one client to finish first.
       if (server.open.size >= server.maxInFlight) await server.open.oneEnded();
@@ -102,10 +102,9 @@ export function handle(
 /** handle(), on a server that owns the connection while it is open. */
 async function handleOn(server: Server, conn: Connection): Promise<void> {
   const open = server.open.add(conn);
-  const request: Request = { line: "-", open };
   let outcome: string;
   try {
-    outcome = String(await answer(server, request));
+    outcome = String(await answer(server, open));
   } catch (error) {
     outcome = open.ended ? ENDED[open.ended] : `failed: ${describe(error)}`;
   } finally {
@@ -113,23 +112,22 @@ async function handleOn(server: Server, conn: Connection): Promise<void> {
     server.open.remove(open);
   }
   const elapsedMs = Math.round(performance.now() - open.started);
-  server.report(`${request.line} ${outcome} (${elapsedMs} ms)`);
+  server.report(`${open.requestLine} ${outcome} (${elapsedMs} ms)`);
 }
 
 /** The routes. Returns the status sent, or why none was. */
 async function answer(
   server: Server,
-  request: Request,
+  open: Open,
 ): Promise<StatusCode | string> {
-  const head = await server.readHead(request.open);
+  const head = await server.readHead(open);
   if (head === "closed") return "closed by the client before a whole request";
-  if (head === "too large") return await server.send(request.open, 431);
+  if (head === "too large") return await server.send(open, 431);
   const parsed = parseHead(head);
-  if (parsed.line) request.line = parsed.line;
-  if (parsed.error) return await server.send(request.open, parsed.error);
+  open.requestLine = parsed.line ?? "-";
+  if (parsed.error) return await server.send(open, parsed.error);
   const withBody = parsed.method === "GET";
-  const respond = (page: keyof Pages) =>
-    server.send(request.open, page, withBody);
+  const respond = (page: keyof Pages) => server.send(open, page, withBody);
   switch (parsed.path) {
     case "/":
       return await respond("hello");
@@ -155,12 +153,6 @@ function blockFor(ms: number): void {
   while (performance.now() < until) {
     // Spin: this is the point.
   }
-}
-
-/** One request as far as it has been read: for its log line. */
-interface Request {
-  line: string;
-  open: Open;
 }
 
 // ---------------------------------------------------------------------------
@@ -336,13 +328,14 @@ class Server implements Disposable {
    */
   constructor(options: ServeOptions | HandleOptions, listener?: Deno.Listener) {
     const settled = settle(options);
-    const { worker, drop } = options as Partial<ServeOptions>;
-    this.mode = (options as Partial<ServeOptions>).mode;
-    if (listener !== undefined && !isMode(this.mode)) {
-      throw new TypeError(
-        `mode must be "serial" or "concurrent", not ${this.mode}`,
-      );
+    // Only a server with a listener has a loop, and so a mode.
+    const { mode, worker, drop }: Partial<ServeOptions> = listener
+      ? options
+      : {};
+    if (listener && !isMode(mode)) {
+      throw new TypeError(`mode must be "serial" or "concurrent", not ${mode}`);
     }
+    this.mode = mode;
     this.pages = settled.pages;
     this.sleepMs = settled.sleepMs;
     this.#maxHeadBytes = settled.maxHeadBytes;
@@ -351,10 +344,10 @@ class Server implements Disposable {
     this.#sendTimeoutMs = settled.sendTimeoutMs;
     this.#log = settled.log;
     this.#quiet = settled.quiet;
-    const mode = worker === undefined
-      ? this.mode && `mode;desc=${this.mode}`
+    const metrics = worker === undefined
+      ? mode && `mode;desc=${mode}`
       : `mode;desc=parallel, worker;desc=${worker}`;
-    this.#responses = new Responses(settled.pages, mode);
+    this.#responses = new Responses(settled.pages, metrics);
     this.#timer = setInterval(() => this.#endLate(), 50);
     const { signal } = options;
     if (listener === undefined) {
@@ -490,6 +483,8 @@ class Open {
   deadline = Infinity;
   /** Why the server ended it, if it did. */
   ended: End | undefined;
+  /** Method and target, once read: the start of its log line. */
+  requestLine = "-";
   constructor(readonly conn: Connection) {}
 }
 

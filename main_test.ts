@@ -16,6 +16,7 @@ import {
   type HandleOptions,
   loadPages,
   type Mode,
+  type Pages,
   parseCommandLine,
   serve,
   type ServeOptions,
@@ -650,11 +651,12 @@ function delay(ms: number): Promise<void> {
 Deno.test("serve() answers fetch() with the pages, and Content-Length is the body's length in bytes", async () => {
   await using server = startServer("concurrent");
   for (
-    const [path, status, page] of [["/", 200, hello], ["/sleep", 200, hello], [
-      "/nowhere",
-      404,
-      notFound,
-    ]] as const
+    const [path, status, page] of [
+      ["/", 200, hello],
+      ["/sleep", 200, hello],
+      ["/lab", 200, decoder.decode(pages.lab)],
+      ["/nowhere", 404, notFound],
+    ] as const
   ) {
     const response = await fetch(server.url + path);
     const body = new Uint8Array(await response.arrayBuffer());
@@ -833,6 +835,108 @@ Deno.test("serve() drops requests still in flight when the grace period ends", a
   assertStringIncludes(
     server.logs.join("\n"),
     "GET /sleep dropped before it was done",
+  );
+});
+
+/** Pages whose hello.html is `bytes` long: too big for the kernel's buffers. */
+function bigPages(bytes: number): Pages {
+  return { ...pages, hello: new Uint8Array(bytes).fill(0x61) };
+}
+
+/** A client that sends a request and then never reads. */
+async function neverReads(addr: Address, request: string) {
+  const conn = await Deno.connect(addr);
+  await writeAll(conn, request);
+  return conn;
+}
+
+Deno.test("serve() in serial mode ends a client that never reads after the send timeout, and serves the next", async () => {
+  const big = bigPages(16 * 1024 * 1024);
+  const server = startServer("serial", { pages: big, sendTimeoutMs: 300 });
+  try {
+    using stalled = await neverReads(server.addr, get("/"));
+    await delay(100);
+    // The loop is stuck in the stalled client's write until it times out.
+    const next = await sendTimed(server.addr, get("/nowhere"));
+    assertEquals(untimed(await next.response), NOT_FOUND);
+    assert(stalled);
+  } finally {
+    await server.stop();
+  }
+  assertMatch(
+    server.logs[0],
+    /^GET \/ closed: a write made no progress for the send timeout \(\d+ ms\)$/,
+  );
+  assertMatch(server.logs[1], /^GET \/nowhere 404 /);
+});
+
+Deno.test("serve() at the end of the grace period closes every connection, writing or sleeping, and resolves soon after", async () => {
+  const server = startServer("concurrent", {
+    pages: bigPages(16 * 1024 * 1024),
+    sleepMs: 60_000,
+    sendTimeoutMs: 60_000,
+    graceMs: 300,
+  });
+  using writing = await neverReads(server.addr, get("/"));
+  const sleeping = await send(server.addr, get("/sleep"));
+  await delay(200);
+  const stopping = performance.now();
+  await server.stop();
+  // Well within the 60 s that either would take; generous for a busy machine.
+  assertLess(performance.now() - stopping, 10_000);
+  assertEquals(await sleeping.response, "");
+  assert(writing);
+  const logs = server.logs.join("\n");
+  assertMatch(
+    logs,
+    /^Dropping 2 requests still in flight after the grace period of 300 ms$/m,
+  );
+  assertMatch(logs, /^GET \/ dropped before it was done /m);
+  assertMatch(logs, /^GET \/sleep dropped before it was done /m);
+});
+
+Deno.test("serve() does not time out a /sleep longer than the head timeout: its head is read", async () => {
+  await using server = startServer("concurrent", {
+    headTimeoutMs: 100,
+    sleepMs: 500,
+  });
+  assertEquals(
+    await (await send(server.addr, get("/sleep"))).response,
+    OK_HELLO,
+  );
+});
+
+Deno.test("Server-Timing names the mode and the server's time since accept on every response", async () => {
+  for (const mode of ["serial", "concurrent"] as const) {
+    await using server = startServer(mode, { sleepMs: 300 });
+    for (
+      const [request, status] of [
+        [get("/"), 200],
+        [get("/lab"), 200],
+        [get("/sleep"), 200],
+        [get("/nowhere"), 404],
+        ["BREW / HTTP/1.1\r\nHost: x\r\n\r\n", 501],
+        ["GET / HTTP/1.1\r\n\r\n", 400],
+      ] as const
+    ) {
+      const response = await (await sendTimed(server.addr, request)).response;
+      assert(response.startsWith(`HTTP/1.1 ${status} `), response);
+      const timing =
+        /\r\nServer-Timing: mode;desc=(\w+), handle;dur=(\d+\.\d)\r\n\r\n/
+          .exec(response);
+      assert(timing, response);
+      assertEquals(timing[1], mode);
+      const durMs = Number(timing[2]);
+      if (request.includes("/sleep")) assertGreaterOrEqual(durMs, 299);
+      else assertLess(durMs, 300);
+    }
+  }
+  // On its own, handle() has no mode to name.
+  const conn = new MemoryConn(get("/"));
+  await handleInMemory(conn);
+  assertMatch(
+    conn.timedResponse,
+    /\r\nServer-Timing: handle;dur=\d+\.\d\r\n\r\n/,
   );
 });
 
@@ -1416,13 +1520,14 @@ Deno.test("main.ts in parallel mode serves from every worker: 100 simultaneous /
     "--sleep-ms=1000",
     "--head-timeout-ms=500",
   ]);
-  let elapsedMs, responses, bad, stalled;
+  let elapsedMs, responses, timed, bad, stalled;
   try {
     assertMatch(main.firstLine, /^Listening on .* \(parallel, 2 workers\);/);
     const addr = { hostname: "127.0.0.1", port: main.port };
     const started = performance.now();
     responses = await Promise.all(await sendMany(addr, "/sleep", 100));
     elapsedMs = performance.now() - started;
+    timed = await (await sendTimed(addr, get("/"))).response;
     bad = await (await send(addr, "GET / HTTP/9\r\n\r\n")).response;
     stalled = await (await send(addr, "GET / HTTP/1.1\r\nHo")).response;
   } finally {
@@ -1434,6 +1539,10 @@ Deno.test("main.ts in parallel mode serves from every worker: 100 simultaneous /
   assertLess(elapsedMs, 5000);
   assertEquals(bad, statusPage("400 Bad Request"));
   assertEquals(stalled, statusPage("408 Request Timeout"));
+  assertMatch(
+    timed!,
+    /\r\nServer-Timing: mode;desc=parallel, worker;desc=[12], handle;dur=/,
+  );
   const { code, output, stderr } = await main.exited();
   assertEquals(code, 0, stderr);
   // The kernel spread the hundred over both (one has them all once in 2^99).
@@ -1681,6 +1790,10 @@ Deno.test({
     assertEquals(code, 130, screen);
     // Dropped, not answered: the 60 s sleep and the 10 s grace were cut short.
     assertEquals(await slow.response, "");
+    assertMatch(
+      screen,
+      /Dropping 1 request still in flight on a second SIGINT\r\n/,
+    );
     assertNotMatch(screen, /Stopped/);
   },
 });
