@@ -17,9 +17,8 @@ for await (const conn of listener) {
 
 async function handle(conn: Deno.Conn) {
   // A browser may open a connection early and send nothing on it.
-  const timeout = new Promise<never>((_, reject) =>
-    setTimeout(() => reject(new Error("no request within 3 s")), 3000)
-  );
+  const { promise: timeout, reject } = Promise.withResolvers<never>();
+  const timer = setTimeout(() => reject(new Error("idle for 3 s")), 3000);
   try {
     const buffer = new Uint8Array(1024);
     const read = await Promise.race([conn.read(buffer), timeout]) ?? 0;
@@ -38,6 +37,7 @@ async function handle(conn: Deno.Conn) {
   } catch (error) {
     console.error(`${error}`); // a client that left or sent nothing; go on
   } finally {
+    clearTimeout(timer);
     conn.close();
   }
 }
