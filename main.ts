@@ -639,7 +639,7 @@ const REQUEST_LINE =
 const FIELD_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):([\t -~\u0080-\uffff]*)\r?$/;
 
 /** The methods RFC 9110 defines, and PATCH (RFC 5789): others get 501. */
-const KNOWN_METHODS = new Set([
+const KNOWN_METHODS: readonly string[] = [
   "GET",
   "HEAD",
   "POST",
@@ -649,7 +649,7 @@ const KNOWN_METHODS = new Set([
   "OPTIONS",
   "TRACE",
   "PATCH",
-]);
+];
 
 /** A request to route, or the error status to answer, with its line if read. */
 type ParsedHead =
@@ -694,7 +694,7 @@ function parseHead(head: Uint8Array): ParsedHead {
   const codingError = checkCodings(codings);
   if (codingError) return { line, error: codingError };
   if (method !== "GET" && method !== "HEAD") {
-    return { line, error: KNOWN_METHODS.has(method) ? 405 : 501 };
+    return { line, error: KNOWN_METHODS.includes(method) ? 405 : 501 };
   }
   return { line, method, path };
 }
