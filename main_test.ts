@@ -201,11 +201,11 @@ Deno.test("handle() answers 404 with 404.html for an unknown path", async () => 
 
 Deno.test("handle() answers HEAD with the status and headers of GET, without a body", async () => {
   for (
-    const [path, status, body] of [["/", "200 OK", hello], [
-      "/x",
-      "404 Not Found",
-      notFound,
-    ]]
+    const [path, status, body] of [
+      ["/", "200 OK", hello],
+      ["/lab", "200 OK", decoder.decode(pages.lab)],
+      ["/x", "404 Not Found", notFound],
+    ]
   ) {
     const conn = new MemoryConn(
       `HEAD ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`,
@@ -1226,6 +1226,9 @@ Deno.test("main.ts --help prints every option with its meaning and default, and 
     }
     assertMatch(help, /\n {2}--quiet {2,}\S/);
     assertMatch(help, /\nExamples:\n {2}deno run /);
+    // Quoted: zsh would take [::1] for a pattern of file names.
+    assertStringIncludes(help, "deno run '--allow-net=[::1]' ");
+    assertNotMatch(help, / --allow-net=\[/);
   }
 });
 
