@@ -824,20 +824,6 @@ Deno.test("serve() on abort closes a connection still waiting for its head, with
   );
 });
 
-Deno.test("serve() drops requests still in flight when the grace period ends", async () => {
-  const server = startServer("concurrent", { sleepMs: 60_000, graceMs: 100 });
-  const slow = await send(server.addr, get("/sleep"));
-  await delay(50);
-  const stopped = performance.now();
-  await server.stop();
-  assertLess(performance.now() - stopped, 30_000);
-  assertEquals(await slow.response, "");
-  assertStringIncludes(
-    server.logs.join("\n"),
-    "GET /sleep dropped before it was done",
-  );
-});
-
 /** Pages whose hello.html is `bytes` long: too big for the kernel's buffers. */
 function bigPages(bytes: number): Pages {
   return { ...pages, hello: new Uint8Array(bytes).fill(0x61) };
@@ -854,12 +840,11 @@ Deno.test("serve() in serial mode ends a client that never reads after the send 
   const big = bigPages(16 * 1024 * 1024);
   const server = startServer("serial", { pages: big, sendTimeoutMs: 300 });
   try {
-    using stalled = await neverReads(server.addr, get("/"));
+    using _stalled = await neverReads(server.addr, get("/"));
     await delay(100);
     // The loop is stuck in the stalled client's write until it times out.
-    const next = await sendTimed(server.addr, get("/nowhere"));
-    assertEquals(untimed(await next.response), NOT_FOUND);
-    assert(stalled);
+    const next = await send(server.addr, get("/nowhere"));
+    assertEquals(await next.response, NOT_FOUND);
   } finally {
     await server.stop();
   }
@@ -877,7 +862,7 @@ Deno.test("serve() at the end of the grace period closes every connection, writi
     sendTimeoutMs: 60_000,
     graceMs: 300,
   });
-  using writing = await neverReads(server.addr, get("/"));
+  using _writing = await neverReads(server.addr, get("/"));
   const sleeping = await send(server.addr, get("/sleep"));
   await delay(200);
   const stopping = performance.now();
@@ -885,7 +870,6 @@ Deno.test("serve() at the end of the grace period closes every connection, writi
   // Well within the 60 s that either would take; generous for a busy machine.
   assertLess(performance.now() - stopping, 10_000);
   assertEquals(await sleeping.response, "");
-  assert(writing);
   const logs = server.logs.join("\n");
   assertMatch(
     logs,
