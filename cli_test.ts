@@ -1,0 +1,408 @@
+/**
+ * main.ts on the command line: its options and --help, the one-line errors
+ * for mistakes, ports in use and missing permissions, IPv6, its log, and
+ * running away from deno.json.
+ */
+
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertNotMatch,
+  assertStringIncludes,
+} from "@std/assert";
+import { DEFAULTS, parseCommandLine } from "./main.ts";
+import {
+  delay,
+  folder,
+  hello,
+  mainCommand,
+  runMainArgs,
+  spawnMain,
+  withDeadline,
+} from "./tools/testing.ts";
+
+const decoder = new TextDecoder();
+
+Deno.test("parseCommandLine() takes the mode and flags, with defaults for the rest", () => {
+  assertEquals(parseCommandLine([]), {
+    mode: DEFAULTS.mode,
+    maxInFlight: DEFAULTS.maxInFlight,
+    quiet: false,
+    hostname: DEFAULTS.hostname,
+    port: DEFAULTS.port,
+    sleepMs: DEFAULTS.sleepMs,
+    headTimeoutMs: DEFAULTS.headTimeoutMs,
+    sendTimeoutMs: DEFAULTS.sendTimeoutMs,
+    graceMs: DEFAULTS.graceMs,
+    workers: DEFAULTS.workers,
+    help: false,
+  });
+  const expected = {
+    mode: "concurrent",
+    maxInFlight: 3,
+    quiet: true,
+    hostname: "::1",
+    port: 0,
+    sleepMs: 250,
+    headTimeoutMs: 100,
+    sendTimeoutMs: 200,
+    graceMs: 0,
+    workers: DEFAULTS.workers,
+    help: false,
+  };
+  assertEquals(
+    parseCommandLine([
+      "concurrent",
+      "--port=0",
+      "--hostname=::1",
+      "--sleep-ms=250",
+      "--head-timeout-ms=100",
+      "--send-timeout-ms=200",
+      "--grace-ms=0",
+      "--max-in-flight=3",
+      "--quiet",
+    ]),
+    expected,
+  );
+  // The same with a space instead of "=", and the address in brackets.
+  assertEquals(
+    parseCommandLine([
+      "--port",
+      "0",
+      "--hostname",
+      "[::1]",
+      "--sleep-ms",
+      "250",
+      "--head-timeout-ms",
+      "100",
+      "--send-timeout-ms",
+      "200",
+      "--grace-ms",
+      "0",
+      "--max-in-flight",
+      "3",
+      "--quiet",
+      "concurrent",
+    ]),
+    expected,
+  );
+  assertEquals(parseCommandLine(["-h"]).help, true);
+  // --max-in-flight holds for each worker in parallel mode.
+  const parallel = parseCommandLine([
+    "parallel",
+    "--workers=3",
+    "--max-in-flight=2",
+  ]);
+  assertEquals([parallel.mode, parallel.workers, parallel.maxInFlight], [
+    "parallel",
+    3,
+    2,
+  ]);
+});
+
+Deno.test(
+  "main.ts rejects a mistake on the command line with one line, a pointer to --help and exit code 2",
+  withDeadline(async () => {
+    for (
+      const [args, message] of [
+        [["threaded"], 'Unknown argument "threaded"'],
+        [["--prot=80"], 'Unknown option "--prot=80"'],
+        [["--port=http"], '--port needs a whole number, not "http"'],
+        [["--port"], "--port needs a value"],
+        [["--port=70000"], "--port must be from 0 to 65535, not 70000"],
+        [["--sleep-ms"], "--sleep-ms needs a value"],
+        [["--hostname="], "--hostname needs a value"],
+        [
+          ["serial", "concurrent"],
+          "Choose one mode, not serial and concurrent; each deno task already chooses one, so for concurrent mode run: deno task start",
+        ],
+        [
+          ["concurrent", "serial"],
+          "Choose one mode, not concurrent and serial; each deno task already chooses one, so for serial mode run: deno task serial",
+        ],
+        [["--quiet=no"], '--quiet takes no value, not "no"'],
+        [["--help=1"], '--help takes no value, not "1"'],
+        [
+          ["serial", "--max-in-flight=2"],
+          "--max-in-flight does not apply to serial mode",
+        ],
+        [["--workers=2"], "--workers is for parallel mode only"],
+        [
+          ["parallel", "--workers=0"],
+          "--workers must be from 1 to 1024, not 0",
+        ],
+      ]
+    ) {
+      const { code, stdout, stderr } = await mainCommand(args as string[])
+        .output();
+      assertEquals(code, 2, String(args));
+      assertEquals(decoder.decode(stdout), "");
+      const lines = decoder.decode(stderr).trimEnd().split("\n");
+      assertEquals(lines.length, 2, lines.join("\n"));
+      assertEquals(lines[0], `error: ${message}`);
+      assertEquals(
+        lines[1],
+        "Usage: main.ts [serial|concurrent|parallel] [options]; see --help",
+      );
+    }
+  }),
+);
+
+Deno.test(
+  "deno task start serial says that the task already chooses a mode, names deno task serial, and exits 2",
+  withDeadline(async () => {
+    const { code, stdout, stderr } = await new Deno.Command("deno", {
+      args: ["task", "--quiet", "start", "serial", "--port=0"],
+      cwd: folder,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assertEquals(code, 2);
+    assertEquals(decoder.decode(stdout), "");
+    assertStringIncludes(
+      decoder.decode(stderr),
+      "error: Choose one mode, not concurrent and serial; each deno task already chooses one, so for serial mode run: deno task serial\n",
+    );
+  }),
+);
+
+Deno.test(
+  "main.ts --help prints every option with its meaning and default, and exits 0",
+  withDeadline(async () => {
+    for (const flag of ["--help", "-h"]) {
+      const { code, stdout, stderr } = await mainCommand([flag]).output();
+      assertEquals(code, 0);
+      assertEquals(decoder.decode(stderr), "");
+      const help = decoder.decode(stdout);
+      assertMatch(
+        help,
+        /^Usage: main\.ts \[serial\|concurrent\|parallel\] \[options\]\n/,
+      );
+      for (
+        const [option, value] of [
+          ["--port N", DEFAULTS.port],
+          ["--hostname H", DEFAULTS.hostname],
+          ["--sleep-ms N", DEFAULTS.sleepMs],
+          ["--head-timeout-ms N", DEFAULTS.headTimeoutMs],
+          ["--grace-ms N", DEFAULTS.graceMs],
+          ["--max-in-flight N", "no limit"],
+          ["--workers N", DEFAULTS.workers],
+        ]
+      ) {
+        assertMatch(
+          help,
+          new RegExp(`\n  ${option} .*\\(default:? ${value}\\)`),
+        );
+      }
+      assertMatch(help, /\n {2}--quiet {2,}\S/);
+      assertMatch(help, /\nExamples:\n {2}deno run /);
+      // Quoted: zsh would take [::1] for a pattern of file names.
+      assertStringIncludes(help, "deno run '--allow-net=[::1]' ");
+      assertNotMatch(help, / --allow-net=\[/);
+    }
+  }),
+);
+
+Deno.test(
+  "main.ts reports a port in use in one line and exits 1",
+  withDeadline(async () => {
+    using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const { code, stdout, stderr } = await mainCommand([
+      `--port=${taken.addr.port}`,
+    ]).output();
+    assertEquals(code, 1);
+    assertEquals(decoder.decode(stdout), "");
+    assertEquals(
+      decoder.decode(stderr),
+      `error: Address 127.0.0.1:${taken.addr.port} is already in use; stop what uses it or choose another --port\n`,
+    );
+  }),
+);
+
+Deno.test(
+  "main.ts without read permission for its pages says so in one line, not a network error, and exits 1",
+  withDeadline(async () => {
+    const { code, stdout, stderr } = await mainCommand(["--port=0"], {
+      allowRead: `${folder}/hello.html`,
+    }).output();
+    assertEquals(code, 1);
+    assertEquals(decoder.decode(stdout), "");
+    assertMatch(
+      decoder.decode(stderr),
+      /^error: Cannot read the pages: Requires read access to "[^"]*404\.html"[^\n]*\n$/,
+    );
+  }),
+);
+
+Deno.test(
+  "main.ts reports an address it cannot listen on in one line, no stack trace, and exits 1",
+  withDeadline(async () => {
+    for (
+      const [hostname, reason] of [
+        ["nonexistent.invalid", /failed to lookup address/],
+        ["256.1.1.1", /failed to lookup address/],
+        ["127.0.0.1:8080", /invalid host/],
+      ] as const
+    ) {
+      const { code, stdout, stderr } = await mainCommand(
+        [`--hostname=${hostname}`, "--port=0"],
+        { allowNet: hostname },
+      ).output();
+      assertEquals(code, 1, hostname);
+      assertEquals(decoder.decode(stdout), "");
+      const lines = decoder.decode(stderr).trimEnd().split("\n");
+      assertEquals(lines.length, 1, lines.join("\n"));
+      assert(lines[0].startsWith(`error: Cannot listen on `), lines[0]);
+      assertMatch(lines[0], reason);
+    }
+  }),
+);
+
+Deno.test(
+  "main.ts listens on IPv6 with --hostname=::1 or [::1], and names the flag when it has no permission",
+  withDeadline(async () => {
+    for (const hostname of ["::1", "[::1]"]) {
+      const main = await spawnMain([`--hostname=${hostname}`, "--port=0"], {
+        allowNet: "[::1]",
+      });
+      let body;
+      try {
+        assert(main.url?.startsWith("http://[::1]:"), main.firstLine);
+        body = await (await fetch(main.url!)).text();
+      } finally {
+        main.kill("SIGTERM");
+      }
+      assertEquals(body, hello);
+      assertEquals((await main.exited()).code, 0);
+    }
+    const { code, stderr } = await mainCommand(["--hostname=::1", "--port=0"])
+      .output();
+    assertEquals(code, 1);
+    assertEquals(
+      decoder.decode(stderr),
+      // Quoted: zsh would take [::1] for a pattern of file names.
+      `error: No permission to listen on [::1]:0; run: deno run '--allow-net=[::1]' --allow-read=${folder} main.ts --hostname=::1 --port=0\n`,
+    );
+  }),
+);
+
+Deno.test(
+  "main.ts without network permission names the command that works, with the user's own read permission",
+  withDeadline(async () => {
+    for (const allowRead of ["--allow-read=.", "--allow-read"]) {
+      const { code, stdout, stderr } = await new Deno.Command("deno", {
+        args: [
+          "run",
+          "--no-config",
+          allowRead,
+          "main.ts",
+          "serial",
+          "--port=0",
+        ],
+        cwd: folder,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assertEquals(code, 1);
+      assertEquals(decoder.decode(stdout), "");
+      assertEquals(
+        decoder.decode(stderr),
+        `error: No permission to listen on 127.0.0.1:0; run: deno run --allow-net=127.0.0.1 ${allowRead} main.ts serial --port=0\n`,
+      );
+    }
+  }),
+);
+
+Deno.test(
+  "main.ts runs without deno.json from another folder, serves, and exits 0 on SIGTERM",
+  withDeadline(async () => {
+    const main = await spawnMain(["serial", "--port=0"]);
+    let body;
+    try {
+      assert(main.url, `No "Listening on" line in: ${main.firstLine}`);
+      assertEquals(main.mode, "serial");
+      body = await (await fetch(main.url)).text();
+    } finally {
+      main.kill("SIGTERM");
+    }
+    assertEquals(body, hello);
+    const { code, output, stderr } = await main.exited();
+    assertEquals(code, 0, stderr);
+    assertEquals(stderr, "");
+    assertMatch(output, /GET \/ 200 \(\d+ ms\)\n/);
+    assertMatch(output, /Stopped\n$/);
+  }),
+);
+
+Deno.test(
+  "main.ts logs the local time of day",
+  withDeadline(async () => {
+    // UTC+14 all year, so the local hour can never pass for the UTC one.
+    const main = await spawnMain(["--port=0"], { env: { TZ: "Etc/GMT-14" } });
+    const before = new Date().getUTCHours();
+    try {
+      await (await fetch(main.url!)).text();
+    } finally {
+      main.kill("SIGTERM");
+    }
+    const after = new Date().getUTCHours();
+    const { output } = await main.exited();
+    const hour = Number(
+      /\n(\d\d):\d\d:\d\d\.\d{3} GET \/ 200 /.exec(output)?.[1],
+    );
+    assert(
+      [before, after].some((utc) => hour === (utc + 14) % 24),
+      `UTC hour ${before}, logged: ${output}`,
+    );
+  }),
+);
+
+Deno.test({
+  name: "main.ts keeps serving when its standard output fails (> /dev/full)",
+  ignore: Deno.build.os === "windows",
+  fn: withDeadline(async () => {
+    const port = freePort();
+    const child = new Deno.Command("sh", {
+      args: [
+        "-c",
+        'exec deno "$@" > /dev/full',
+        "sh",
+        ...runMainArgs([`--port=${port}`]),
+      ],
+      cwd: folder,
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    let status = 0;
+    try {
+      status = await answersOn(port);
+    } finally {
+      child.kill("SIGTERM");
+    }
+    const { code, stderr } = await child.output();
+    assertEquals(status, 200);
+    assertEquals(decoder.decode(stderr), "");
+    assertEquals(code, 0);
+  }),
+});
+
+/** A port that was free a moment ago, for a server that cannot print its own. */
+function freePort(): number {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  return listener.addr.port;
+}
+
+/** Asks for / until the server answers, and returns the status. */
+async function answersOn(port: number): Promise<number> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      const response = await fetch(`http://127.0.0.1:${port}/`);
+      await response.body?.cancel();
+      return response.status;
+    } catch (error) {
+      if (attempt === 300) throw error;
+      await delay(100);
+    }
+  }
+}

@@ -1,0 +1,381 @@
+/**
+ * serve() and handle() as a library: the options they take, clients that
+ * leave, stall or fail, and how serve() stops when its signal is aborted.
+ */
+
+import {
+  assert,
+  assertEquals,
+  assertLess,
+  assertMatch,
+  assertNotMatch,
+  assertRejects,
+  assertStringIncludes,
+  assertThrows,
+} from "@std/assert";
+import {
+  type Connection,
+  handle,
+  type HandleOptions,
+  type Pages,
+  serve,
+  type ServeOptions,
+} from "./main.ts";
+import { type Address, writeAll } from "./tools/clients.ts";
+import {
+  assertRefused,
+  delay,
+  get,
+  handleInMemory,
+  MemoryConn,
+  NOT_FOUND,
+  OK_HELLO,
+  pages,
+  send,
+  startServer,
+  withDeadline,
+} from "./tools/testing.ts";
+
+// ---------------------------------------------------------------------------
+// Options
+
+Deno.test(
+  "handle() and serve() need only the pages (and the mode); the rest defaults",
+  withDeadline(async () => {
+    const conn = new MemoryConn(get("/nowhere"));
+    await handle(conn, { pages, log: () => {} });
+    assertEquals(conn.response, NOT_FOUND);
+
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const stop = new AbortController();
+    const logs: string[] = [];
+    const served = serve(listener, {
+      mode: "concurrent",
+      pages,
+      signal: stop.signal,
+      log: (line) => logs.push(line),
+    });
+    const addr = { hostname: "127.0.0.1", port: listener.addr.port };
+    const response = await send(addr, get("/"));
+    assertEquals(await response.response, OK_HELLO);
+    stop.abort();
+    await served;
+    assertMatch(logs[1], /requests in flight have 10000 ms to finish$/);
+  }),
+);
+
+Deno.test("handle() throws at once for options that make no sense, and leaves the connection untouched", () => {
+  const bad: [Record<string, unknown>, ErrorConstructor, string][] = [
+    [{ pages: undefined }, TypeError, "pages must be three Uint8Arrays"],
+    [
+      { maxHeadBytes: NaN },
+      TypeError,
+      "maxHeadBytes must be a number, not NaN",
+    ],
+    [{ headTimeoutMs: 0 }, RangeError, "headTimeoutMs must be from 1 to"],
+    [
+      { sendTimeoutMs: Infinity },
+      RangeError,
+      "sendTimeoutMs must be from 1 to",
+    ],
+  ];
+  for (const [options, ErrorClass, message] of bad) {
+    const conn = new MemoryConn(get("/"));
+    assertThrows(
+      () => handle(conn, { pages, ...options } as HandleOptions),
+      ErrorClass,
+      message,
+    );
+    assert(!conn.closed);
+    assertEquals(conn.response, "");
+  }
+});
+
+Deno.test(
+  "serve() rejects options that make no sense, before it accepts anything",
+  withDeadline(async () => {
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    // As a script that is not type-checked would pass them.
+    const bad: [Record<string, unknown>, ErrorConstructor, string][] = [
+      [
+        { mode: "parallel" },
+        TypeError,
+        'mode must be "serial" or "concurrent"',
+      ],
+      [{ pages: undefined }, TypeError, "pages must be three Uint8Arrays"],
+      [{ headTimeoutMs: -1 }, RangeError, "headTimeoutMs must be from 1 to"],
+      [{ maxHeadBytes: 0 }, RangeError, "maxHeadBytes must be from 64 to"],
+      [{ sleepMs: 1.5 }, RangeError, "sleepMs must be from 0 to"],
+      [{ maxInFlight: 0 }, RangeError, "maxInFlight must be from 1 to"],
+      [{ graceMs: "10" }, TypeError, "graceMs must be a number, not 10"],
+      [{ sleepMs: NaN }, TypeError, "sleepMs must be a number, not NaN"],
+    ];
+    for (const [options, ErrorClass, message] of bad) {
+      await assertRejects(
+        () =>
+          serve(
+            listener,
+            { mode: "serial", pages, ...options } as ServeOptions,
+          ),
+        ErrorClass,
+        message,
+      );
+    }
+    // Nothing was lost: the listener is still the caller's, and still open.
+    const accepting = listener.accept();
+    using client = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: listener.addr.port,
+    });
+    (await accepting).close();
+    assert(client);
+  }),
+);
+
+Deno.test(
+  "serve() with quiet logs no line per connection, but still its own events",
+  withDeadline(async () => {
+    const server = startServer("concurrent", { quiet: true });
+    assertEquals(await (await send(server.addr, get("/"))).response, OK_HELLO);
+    await server.stop();
+    assertEquals(server.logs.length, 1);
+    assertMatch(server.logs[0], /^Stopping: no new connections/);
+  }),
+);
+
+// ---------------------------------------------------------------------------
+// Clients that leave, stall or fail
+
+Deno.test(
+  "handle() closes quietly when the client leaves before a whole request",
+  withDeadline(async () => {
+    const conn = new MemoryConn("GET / HT", { endOfInput: "eof" });
+    const logs = await handleInMemory(conn);
+    assertEquals(conn.response, "");
+    assert(conn.closed);
+    assertEquals(logs.length, 1);
+    assertMatch(logs[0], /^- closed by the client before a whole request /);
+  }),
+);
+
+Deno.test(
+  "handle() never rejects when the client is gone, and logs one line",
+  withDeadline(async () => {
+    const reset = new Deno.errors.ConnectionReset(
+      "Connection reset by peer (os error 104)",
+    );
+    const conn = new MemoryConn(get("/"), { failWrites: reset });
+    const logs = await handleInMemory(conn);
+    assert(conn.closed);
+    assertEquals(logs, [logs[0]]);
+    assertMatch(
+      logs[0],
+      /^GET \/ failed: Connection reset by peer \(os error 104\) \(\d+ ms\)$/,
+    );
+  }),
+);
+
+Deno.test(
+  "handle() never rejects when a read fails, and logs one line",
+  withDeadline(async () => {
+    const conn = new MemoryConn("GET / HTTP/1.1\r\n", { endOfInput: "eof" });
+    const reset = new Deno.errors.ConnectionReset(
+      "Connection reset by peer (os error 104)",
+    );
+    const failingConn: Connection = {
+      read: (buffer) =>
+        conn.read(buffer).then((n) => n ?? Promise.reject(reset)),
+      write: (bytes) => conn.write(bytes),
+      close: () => conn.close(),
+    };
+    const logs: string[] = [];
+    await handle(failingConn, {
+      pages,
+      log: (line) => logs.push(line),
+    });
+    assert(conn.closed);
+    assertEquals(logs.length, 1);
+    assertMatch(
+      logs[0],
+      /^- failed: Connection reset by peer \(os error 104\) \(\d+ ms\)$/,
+    );
+  }),
+);
+
+Deno.test(
+  "handle() ends a connection whose write makes no progress for the send timeout, and logs it",
+  withDeadline(async () => {
+    // A client that sent its request and never reads: each write waits.
+    const conn = new MemoryConn(get("/"), { readSize: 100 });
+    const stuck: Connection = {
+      read: (buffer) => conn.read(buffer),
+      write: () =>
+        new Promise((_, reject) =>
+          conn.onClose = () => reject(new Deno.errors.BadResource())
+        ),
+      close: () => conn.close(),
+    };
+    const logs: string[] = [];
+    await handle(stuck, {
+      pages,
+      sendTimeoutMs: 100,
+      log: (line) => logs.push(line),
+    });
+    assert(conn.closed);
+    assertMatch(
+      logs[0],
+      /^GET \/ closed: a write made no progress for the send timeout \(\d+ ms\)$/,
+    );
+  }),
+);
+
+for (const mode of ["serial", "concurrent"] as const) {
+  Deno.test(
+    `serve() in ${mode} mode keeps serving after clients leave mid-request, during /sleep and before reading`,
+    withDeadline(async () => {
+      const server = startServer(mode, { sleepMs: 200 });
+      try {
+        const midRequest = await Deno.connect(server.addr);
+        await writeAll(midRequest, "GET /sle");
+        midRequest.close();
+
+        const duringSleep = await Deno.connect(server.addr);
+        await writeAll(duringSleep, get("/sleep"));
+        await delay(50);
+        duringSleep.close();
+
+        // Closing with the response unread makes the client's side reset.
+        const neverReads = await Deno.connect(server.addr);
+        await writeAll(neverReads, get("/"));
+        neverReads.close();
+
+        assertEquals(
+          await (await send(server.addr, get("/"))).response,
+          OK_HELLO,
+        );
+      } finally {
+        await server.stop();
+      }
+      // Four connections: at most one line each, none with a stack trace.
+      const requestLines = server.logs.filter((line) =>
+        !line.startsWith("Stopping")
+      );
+      assertEquals(requestLines.length, 4, requestLines.join("\n"));
+      for (const line of requestLines) assertNotMatch(line, /\n/);
+      assertStringIncludes(requestLines.join("\n"), "GET / 200");
+    }),
+  );
+}
+
+/** Pages whose hello.html is `bytes` long: too big for the kernel's buffers. */
+function bigPages(bytes: number): Pages {
+  return { ...pages, hello: new Uint8Array(bytes).fill(0x61) };
+}
+
+/** A client that sends a request and then never reads. */
+async function neverReads(addr: Address, request: string) {
+  const conn = await Deno.connect(addr);
+  await writeAll(conn, request);
+  return conn;
+}
+
+Deno.test(
+  "serve() in serial mode ends a client that never reads after the send timeout, and serves the next",
+  withDeadline(async () => {
+    const big = bigPages(16 * 1024 * 1024);
+    const server = startServer("serial", { pages: big, sendTimeoutMs: 300 });
+    try {
+      using _stalled = await neverReads(server.addr, get("/"));
+      await delay(100);
+      // The loop is stuck in the stalled client's write until it times out.
+      const next = await send(server.addr, get("/nowhere"));
+      assertEquals(await next.response, NOT_FOUND);
+    } finally {
+      await server.stop();
+    }
+    assertMatch(
+      server.logs[0],
+      /^GET \/ closed: a write made no progress for the send timeout \(\d+ ms\)$/,
+    );
+    assertMatch(server.logs[1], /^GET \/nowhere 404 /);
+  }),
+);
+
+// ---------------------------------------------------------------------------
+// Stopping
+
+Deno.test(
+  "handle() drops the request when its signal is aborted, whether it waits for the head or sleeps",
+  withDeadline(async () => {
+    for (const request of ["GET /", get("/sleep")]) {
+      const drop = new AbortController();
+      const conn = new MemoryConn(request, { endOfInput: "wait" });
+      const handled = handleInMemory(conn, {
+        signal: drop.signal,
+        headTimeoutMs: 60_000,
+        sleepMs: 60_000,
+      });
+      setTimeout(() => drop.abort(), 20);
+      const logs = await handled;
+      assert(conn.closed);
+      assertEquals(conn.response, "");
+      assertMatch(logs[0], /^(-|GET \/sleep) dropped before it was done /);
+    }
+  }),
+);
+
+Deno.test(
+  "serve() stops on abort: lets /sleep finish, then frees the port",
+  withDeadline(async () => {
+    const server = startServer("concurrent", { sleepMs: 300 });
+    const slow = await send(server.addr, get("/sleep"));
+    await delay(50);
+    await server.stop();
+    assertEquals(await slow.response, OK_HELLO);
+    await assertRefused(server.addr);
+    // The port is free to listen on again.
+    Deno.listen(server.addr).close();
+  }),
+);
+
+Deno.test(
+  "serve() on abort closes a connection still waiting for its head, without waiting for the timeout",
+  withDeadline(async () => {
+    const server = startServer("serial", { headTimeoutMs: 60_000 });
+    const idle = await send(server.addr, "GET / HT");
+    await delay(50);
+    await server.stop();
+    assertEquals(await idle.response, "");
+    assertMatch(
+      server.logs.join("\n"),
+      /^- closed at shutdown before a whole request /m,
+    );
+  }),
+);
+
+Deno.test(
+  "serve() at the end of the grace period closes every connection, writing or sleeping, and resolves soon after",
+  withDeadline(async () => {
+    const server = startServer("concurrent", {
+      pages: bigPages(16 * 1024 * 1024),
+      sleepMs: 60_000,
+      sendTimeoutMs: 60_000,
+      graceMs: 300,
+    });
+    using _writing = await neverReads(server.addr, get("/"));
+    const sleeping = await send(server.addr, get("/sleep"));
+    await delay(200);
+    const stopping = performance.now();
+    await server.stop();
+    // Well within the 60 s that either would take; generous for a busy machine.
+    assertLess(performance.now() - stopping, 10_000);
+    assertEquals(await sleeping.response, "");
+    const logs = server.logs.join("\n");
+    assertMatch(
+      logs,
+      /^Dropping 2 requests still in flight after the grace period of 300 ms$/m,
+    );
+    assertMatch(logs, /^GET \/ dropped before it was done /m);
+    assertMatch(logs, /^GET \/sleep dropped before it was done /m);
+  }),
+);
