@@ -9,11 +9,20 @@ import {
   delay,
   folder,
   get,
+  noSignals,
   OK_HELLO,
   send,
   spawnMain,
   withDeadline,
 } from "./tools/testing.ts";
+
+/**
+ * `script -qfec`, which gives the server a pseudo-terminal of its own, is
+ * util-linux's: the `script` of macOS and the BSDs takes other options. The
+ * terminal tests run on Linux only (`deno task parallel` among them needs
+ * Linux anyway).
+ */
+const noScript = Deno.build.os !== "linux";
 
 // ---------------------------------------------------------------------------
 // Signals
@@ -22,7 +31,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   Deno.test({
     name:
       `main.ts on ${signal} lets a /sleep in flight finish, exits 0 and frees the port`,
-    ignore: Deno.build.os === "windows",
+    ignore: noSignals,
     fn: withDeadline(async () => {
       const main = await spawnMain(["--port=0", "--sleep-ms=500"]);
       let slow;
@@ -51,7 +60,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 Deno.test({
   name:
     "deno task start on SIGTERM to the task process lets a /sleep in flight finish and exits 0",
-  ignore: Deno.build.os === "windows",
+  ignore: noSignals,
   fn: withDeadline(async () => {
     const task = new Deno.Command("deno", {
       args: ["task", "start", "--port=0", "--sleep-ms=2000"],
@@ -132,7 +141,7 @@ for (const command of terminalCommands) {
   Deno.test({
     name:
       `${command} in a terminal: one Ctrl-C lets a /sleep in flight finish, says Stopped and exits 0`,
-    ignore: Deno.build.os === "windows",
+    ignore: noScript,
     fn: withDeadline(async () => {
       const terminal = await inTerminal(`${command} --port=0 --sleep-ms=2000`);
       const addr = { hostname: "127.0.0.1", port: terminal.port };
@@ -158,7 +167,7 @@ for (const command of terminalCommands) {
 Deno.test({
   name:
     "deno task start in a terminal: a second Ctrl-C a second later exits at once with 130",
-  ignore: Deno.build.os === "windows",
+  ignore: noScript,
   fn: withDeadline(async () => {
     const terminal = await inTerminal(
       "deno task start --port=0 --sleep-ms=60000",

@@ -60,6 +60,14 @@ export function withDeadline(
   };
 }
 
+/**
+ * Whether this system lacks the Unix signals that stop main.ts gracefully.
+ * On Windows, Deno listens only for Ctrl-C and Ctrl-Break, and a signal sent
+ * to a process ends it at once, so no graceful stop can be seen: tests that
+ * signal main.ts and check how it stopped are ignored there.
+ */
+export const noSignals: boolean = Deno.build.os === "windows";
+
 /** Resolves after `ms` milliseconds. */
 export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
