@@ -27,16 +27,8 @@ const decoder = new TextDecoder();
 
 Deno.test("parseCommandLine() takes the mode and flags, with defaults for the rest", () => {
   assertEquals(parseCommandLine([]), {
-    mode: DEFAULTS.mode,
-    maxInFlight: DEFAULTS.maxInFlight,
-    quiet: false,
-    hostname: DEFAULTS.hostname,
-    port: DEFAULTS.port,
-    sleepMs: DEFAULTS.sleepMs,
-    headTimeoutMs: DEFAULTS.headTimeoutMs,
-    sendTimeoutMs: DEFAULTS.sendTimeoutMs,
-    graceMs: DEFAULTS.graceMs,
-    workers: DEFAULTS.workers,
+    ...DEFAULTS,
+    mode: "concurrent",
     help: false,
   });
   const expected = {
@@ -49,6 +41,7 @@ Deno.test("parseCommandLine() takes the mode and flags, with defaults for the re
     headTimeoutMs: 100,
     sendTimeoutMs: 200,
     graceMs: 0,
+    maxHeadBytes: 1024,
     workers: DEFAULTS.workers,
     help: false,
   };
@@ -61,6 +54,7 @@ Deno.test("parseCommandLine() takes the mode and flags, with defaults for the re
       "--head-timeout-ms=100",
       "--send-timeout-ms=200",
       "--grace-ms=0",
+      "--max-head-bytes=1024",
       "--max-in-flight=3",
       "--quiet",
     ]),
@@ -81,6 +75,8 @@ Deno.test("parseCommandLine() takes the mode and flags, with defaults for the re
       "200",
       "--grace-ms",
       "0",
+      "--max-head-bytes",
+      "1024",
       "--max-in-flight",
       "3",
       "--quiet",
@@ -109,9 +105,20 @@ Deno.test(
       const [args, message] of [
         [["threaded"], 'Unknown argument "threaded"'],
         [["--prot=80"], 'Unknown option "--prot=80"'],
-        [["--port=http"], '--port needs a whole number, not "http"'],
+        [["--port=http"], '--port needs a number, not "http"'],
+        [
+          ["--sleep-ms=-5"],
+          "--sleep-ms must be a whole number from 0 to 2147483647, not -5",
+        ],
+        [
+          ["--port=80.5"],
+          "--port must be a whole number from 0 to 65535, not 80.5",
+        ],
         [["--port"], "--port needs a value"],
-        [["--port=70000"], "--port must be from 0 to 65535, not 70000"],
+        [
+          ["--port=70000"],
+          "--port must be a whole number from 0 to 65535, not 70000",
+        ],
         [["--sleep-ms"], "--sleep-ms needs a value"],
         [["--hostname="], "--hostname needs a value"],
         [
@@ -131,7 +138,7 @@ Deno.test(
         [["--workers=2"], "--workers is for parallel mode only"],
         [
           ["parallel", "--workers=0"],
-          "--workers must be from 1 to 1024, not 0",
+          "--workers must be a whole number from 1 to 1024, not 0",
         ],
       ]
     ) {
@@ -187,6 +194,7 @@ Deno.test(
         ["--head-timeout-ms N", DEFAULTS.headTimeoutMs],
         ["--send-timeout-ms N", DEFAULTS.sendTimeoutMs],
         ["--grace-ms N", DEFAULTS.graceMs],
+        ["--max-head-bytes N", DEFAULTS.maxHeadBytes],
         ["--max-in-flight N", "no limit"],
         ["--workers N", DEFAULTS.workers],
       ] as const;
@@ -240,7 +248,7 @@ Deno.test(
     assertEquals(decoder.decode(stdout), "");
     assertMatch(
       decoder.decode(stderr),
-      /^error: Cannot read the pages: Requires read access to "[^"]*404\.html"[^\n]*\n$/,
+      /^error: Cannot load file:\/\/\/\S*\/404\.html: Requires read access to "[^"]*404\.html"[^\n]*\n$/,
     );
   }),
 );
@@ -422,3 +430,29 @@ async function answersOn(port: number): Promise<number> {
     }
   }
 }
+
+Deno.test("the README's options table lists every option of --help, with its default", async () => {
+  const readme = await Deno.readTextFile(new URL("README.md", import.meta.url));
+  const rows = new Map(
+    [...readme.matchAll(/^\| `(--[\w-]+)[^`]*` +\| ([^|]*?) +\|/gm)]
+      .map(([, flag, byDefault]) => [flag, byDefault]),
+  );
+  const { stdout } = await mainCommand(["--help"]).output();
+  const flags = decoder.decode(stdout).split("\n")
+    .map((line) => /^ {2}(--[\w-]+)/.exec(line)?.[1])
+    .filter((flag) => flag !== undefined);
+  assertEquals([...rows.keys()].toSorted(), flags.toSorted());
+  const named = (flag: string) =>
+    flag.slice(2).replace(/-(.)/g, (_, c) => c.toUpperCase());
+  for (const flag of flags) {
+    const value = DEFAULTS[named(flag) as keyof typeof DEFAULTS];
+    const expected = typeof value === "boolean"
+      ? ""
+      : value === Infinity
+      ? "no limit"
+      : flag === "--workers"
+      ? "one per CPU"
+      : `\`${value}\``;
+    assertEquals(rows.get(flag), expected, flag);
+  }
+});

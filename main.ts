@@ -22,17 +22,15 @@ import { STATUS_TEXT, type StatusCode } from "jsr:@std/http@^1.1.3/status";
  *
  * @param listener Where connections come from; closed when the server stops.
  * @param options The mode and the pages; the rest default to {@linkcode DEFAULTS}.
- * @returns A promise that resolves once `options.signal` is aborted and every
- * connection is closed: the requests in flight done, or dropped after `graceMs`.
- * @throws {TypeError} For an unknown mode or missing pages.
- * @throws {RangeError} For a limit out of range (a negative timeout, say).
+ * @returns A promise that resolves once stopped and every connection is closed.
+ * @throws {TypeError | RangeError} At once, for a mistake in the options.
  *
- * @example Serve until aborted
+ * @example Serve until stopped
  * ```ts
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const stop = new AbortController();
  * const pages = await loadPages();
- * const served = serve(listener, { mode: "serial", pages, signal: stop.signal, log() {} });
+ * const served = serve(listener, { mode: "serial", pages, stop: stop.signal, log() {} });
  * const response = await fetch(`http://127.0.0.1:${listener.addr.port}/`);
  * console.assert(response.status === 200, await response.text());
  * stop.abort();
@@ -43,24 +41,25 @@ export async function serve(
   listener: Deno.Listener,
   options: ServeOptions,
 ): Promise<void> {
-  using server = new Server(options, listener);
-  for await (const conn of server.listener) {
-    if (server.mode === "serial") {
+  using server = new Server(listener, options);
+  const { mode, forEach, inFlight, maxInFlight } = server;
+  for await (const conn of retrying(listener, server.log)) {
+    if (mode === "serial") {
       // The loop waits here until this client is done. Meanwhile nothing
       // accepts: later clients wait in the kernel's backlog.
-      await handle(conn, server);
+      await inFlight.add(handle(conn, forEach));
     } else {
       // No await. Unlike a Rust future, which does nothing until polled, a
       // promise's work starts when it is called: handle() runs up to its
       // first await (the first read), so this client is being served when
       // the loop goes back to accept the next. No spawn is needed, and a
       // forgotten await gives no warning.
-      handle(conn, server);
+      inFlight.add(handle(conn, forEach));
       // With a limit, a full house waits for one client to finish first.
-      if (server.open.size >= server.maxInFlight) await server.open.oneEnded();
+      if (inFlight.size >= maxInFlight) await inFlight.oneEnded();
     }
   }
-  await server.open.allEnded();
+  await inFlight.allEnded();
 }
 
 /**
@@ -70,12 +69,9 @@ export async function serve(
  *
  * @param conn The accepted connection; closed before the promise settles.
  * @param options The pages; the rest default to {@linkcode DEFAULTS}.
- * @returns A promise that resolves when the connection is closed. It never
- * rejects (a client that vanished or stalled is logged instead), so it can be
- * left unawaited.
- * @throws {TypeError} At once, before reading, for missing pages or a limit
- * that is not a number.
- * @throws {RangeError} At once, for a limit out of range.
+ * @returns A promise that resolves once `conn` is closed. It never rejects (a
+ * client that vanished or stalled is logged), so it can be left unawaited.
+ * @throws {TypeError | RangeError} At once, for a mistake in the options.
  *
  * @example Answer one connection
  * ```ts
@@ -92,59 +88,29 @@ export function handle(
   conn: Connection,
   options: HandleOptions,
 ): Promise<void> {
-  // serve() passes its Server; on its own, handle() makes one for this
-  // connection, which checks the options here and ends with it.
-  if (options instanceof Server) return handleOn(options, conn);
-  const server = new Server(options);
-  return handleOn(server, conn).finally(() => server[Symbol.dispose]());
-}
-
-/** handle(), on a server that owns the connection while it is open. */
-async function handleOn(server: Server, conn: Connection): Promise<void> {
-  const open = server.open.add(conn);
-  let outcome: string;
-  try {
-    outcome = String(await answer(server, open));
-  } catch (error) {
-    outcome = open.ended ? ENDED[open.ended] : `failed: ${describe(error)}`;
-  } finally {
-    closeQuietly(conn);
-    server.open.remove(open);
-  }
-  const elapsedMs = Math.round(performance.now() - open.started);
-  server.report(`${open.requestLine} ${outcome} (${elapsedMs} ms)`);
+  checkOptions(options, "handle");
+  return answerAndLog(new Exchange(conn, options));
 }
 
 /** The routes. Returns the status sent, or why none was. */
-async function answer(
-  server: Server,
-  open: Open,
-): Promise<StatusCode | string> {
-  const head = await readHead(open, server);
+async function answer(exchange: Exchange): Promise<StatusCode | string> {
+  const head = await readHead(exchange);
   if (head === "closed") return "closed by the client before a whole request";
-  if (head === "too large") return await server.send(open, 431);
-  const parsed = parseHead(head);
-  open.requestLine = parsed.line ?? "-";
-  if (parsed.error) return await server.send(open, parsed.error);
-  const withBody = parsed.method === "GET";
-  const respond = (page: keyof Pages) => server.send(open, page, withBody);
-  switch (parsed.path) {
-    case "/":
-      return await respond("hello");
-    case "/lab":
-      return await respond("lab");
-    case "/sleep":
-      // A timer: in concurrent mode the thread serves other clients
-      // meanwhile; in serial mode the loop is waiting for this one.
-      await delay(server.sleepMs, { signal: server.dropped });
-      return await respond("hello");
-    case "/block":
-      // No await: nothing else runs meanwhile, not even the accept loop.
-      blockFor(server.sleepMs);
-      return await respond("hello");
-    default:
-      return await respond("notFound"); // with status 404
+  if (head === "too large") return await send(exchange, 431);
+  const request = parseHead(head);
+  exchange.requestLine = request.line ?? "-";
+  exchange.withBody = request.method !== "HEAD";
+  if (request.error) return await send(exchange, request.error);
+  const { sleepMs = DEFAULTS.sleepMs, drop } = exchange.options;
+  if (request.path === "/sleep") {
+    // A timer: in concurrent mode the thread serves other clients
+    // meanwhile; in serial mode the loop is waiting for this one.
+    await delay(sleepMs, { signal: drop });
+  } else if (request.path === "/block") {
+    // No await: nothing else runs meanwhile, not even the accept loop.
+    blockFor(sleepMs);
   }
+  return await send(exchange, pageFor(request.path));
 }
 
 /** Keeps the thread busy for `ms` milliseconds: the async book's warning. */
@@ -156,31 +122,183 @@ function blockFor(ms: number): void {
 }
 
 // ---------------------------------------------------------------------------
-// Options
+// The pages and the options, each said once
 
-/** How the accept loop treats each connection it accepts. */
-export type Mode = "serial" | "concurrent";
-const isMode = (mode: unknown) => mode === "serial" || mode === "concurrent";
+/** Which file answers which paths, with which status. */
+const PAGES = {
+  hello: { file: "hello.html", paths: ["/", "/sleep", "/block"], status: 200 },
+  notFound: { file: "404.html", paths: [], status: 404 }, // any other path
+  lab: { file: "lab.html", paths: ["/lab"], status: 200 },
+} as const;
 
-/** The pages the server sends, as bytes ready to write. */
-export interface Pages {
-  /** Sent for `/`, `/sleep` and `/block`. */
-  hello: Uint8Array;
-  /** Sent, with status 404, for any other path. */
-  notFound: Uint8Array;
-  /** Sent for `/lab`: the experiment, run in the browser. */
-  lab: Uint8Array;
+/** The page for `path`: the one that lists it, or the 404 page. */
+function pageFor(path: string): keyof Pages {
+  const pages = Object.keys(PAGES) as (keyof Pages)[];
+  const listing = (page: keyof Pages) =>
+    (PAGES[page].paths as readonly string[]).includes(path);
+  return pages.find(listing) ?? "notFound";
 }
-const PAGE_FILES = {
-  hello: "hello.html",
-  notFound: "404.html",
-  lab: "lab.html",
-} as const satisfies Record<keyof Pages, string>;
 
-/** What {@linkcode handle} needs of a connection: a socket, or a fake one. */
+/** An option with a default: who takes it, its range if a number, its help. */
+interface Option {
+  default: number | string | boolean;
+  /** handle() takes "handle" ones; serve() those and "serve" ones. */
+  for: "handle" | "serve" | "command line";
+  range?: readonly [number, number];
+  help: string;
+}
+const MAX_DELAY = 2 ** 31 - 1; // the longest setTimeout() takes
+
+/**
+ * Every option with a default, said once: DEFAULTS, the checks of serve()
+ * and handle(), the command line and `--help` are made from it.
+ */
+// deno-fmt-ignore
+const OPTIONS = {
+  port: { default: 7878, for: "command line", range: [0, 65535],
+    help: "the port; 0 takes any free one" },
+  hostname: { default: "127.0.0.1", for: "command line",
+    help: "the address, such as ::1" },
+  sleepMs: { default: 5000, for: "handle", range: [0, MAX_DELAY],
+    help: "how long /sleep waits and /block spins" },
+  headTimeoutMs: { default: 5000, for: "handle", range: [1, MAX_DELAY],
+    help: "time to send a request head, then 408" },
+  sendTimeoutMs: { default: 5000, for: "handle", range: [1, MAX_DELAY],
+    help: "time a write may make no progress, then close" },
+  maxHeadBytes: { default: 8192, for: "handle", range: [64, 2 ** 20],
+    help: "the largest request head, then 431" },
+  graceMs: { default: 10_000, for: "serve", range: [0, MAX_DELAY],
+    help: "on Ctrl-C or SIGTERM, time left to requests" },
+  maxInFlight: { default: Infinity, for: "serve", range: [1, Infinity],
+    help: "at most N connections at once in each loop" },
+  workers: { default: navigator.hardwareConcurrency, for: "command line",
+    range: [1, 1024], help: "parallel: how many worker threads" },
+  quiet: { default: false, for: "serve", help: "no line per connection" },
+} as const satisfies Record<string, Option>;
+type OptionName = keyof typeof OPTIONS;
+type Widened<T> = T extends number ? number : T extends string ? string
+: boolean;
+
+/** The options without a default, by who takes them. */
+const UNDEFAULTED = {
+  handle: ["pages", "log", "stop", "drop", "serverTiming"],
+  serve: ["mode", "worker"],
+};
+
+/**
+ * The default of every option, for the library and the command line.
+ *
+ * @example A fifth of the default sleep
+ * ```ts
+ * console.assert(DEFAULTS.sleepMs / 5 === 1000);
+ * ```
+ */
+export const DEFAULTS: {
+  readonly [N in OptionName]: Widened<(typeof OPTIONS)[N]["default"]>;
+} = Object.fromEntries(
+  Object.entries(OPTIONS).map(([name, option]) => [name, option.default]),
+) as never;
+
+/**
+ * Throws unless `taker` takes every option given, each with a value it
+ * accepts: at once, so that a script that skips type checking gets an
+ * error, not a loop that never ends.
+ */
+function checkOptions(options: HandleOptions, taker: "handle" | "serve") {
+  for (const name in options) {
+    const option: Option | undefined = OPTIONS[name as OptionName];
+    const owner = option?.for ??
+      (["handle", "serve"] as const).find((t) => UNDEFAULTED[t].includes(name));
+    if (owner === undefined) {
+      throw new TypeError(`${taker}() has no option "${name}"`);
+    }
+    if (owner === "command line" || owner === "serve" && taker === "handle") {
+      const where = owner === "serve" ? "serve()" : "the command line";
+      throw new TypeError(`${name} is an option of ${where}, not ${taker}()`);
+    }
+    const value = options[name as keyof HandleOptions];
+    if (option && value !== undefined) checkValue(name, value, option);
+  }
+  const { pages, mode } = options as Partial<ServeOptions>;
+  for (const page of ["hello", "notFound"] as const) {
+    if (!(pages?.[page] instanceof Uint8Array)) {
+      throw new TypeError(
+        `pages.${page} must be a Uint8Array; see loadPages()`,
+      );
+    }
+  }
+  if (taker === "serve" && mode !== "serial" && mode !== "concurrent") {
+    throw new TypeError(
+      `mode must be "serial" or "concurrent", not ${quote(mode)}`,
+    );
+  }
+}
+
+/** Returns `value` if it has the option's type and lies in its range. */
+function checkValue(name: string, value: unknown, option: Option): unknown {
+  const type = typeof option.default;
+  if (typeof value !== type || Number.isNaN(value)) {
+    throw new TypeError(`${name} must be a ${type}, not ${quote(value)}`);
+  }
+  const [min, max] = option.range ?? [-Infinity, Infinity];
+  const number = value as number;
+  if (
+    type === "number" && !(number >= min && number <= max &&
+      (Number.isInteger(number) || number === Infinity))
+  ) {
+    throw new RangeError(
+      `${name} must be a whole number from ${min} to ${max}, not ${number}`,
+    );
+  }
+  return value;
+}
+
+/** A value as an error message quotes it: strings in quotes. */
+const quote = (value: unknown) =>
+  typeof value === "string" ? JSON.stringify(value) : String(value);
+
+/** How the accept loop treats each connection: `"serial"` or `"concurrent"`. */
+export type Mode = "serial" | "concurrent";
+
+/**
+ * The pages the server sends, as bytes ready to write: see {@linkcode loadPages}.
+ *
+ * @example The book's two pages, without the lab (`/lab` answers 404)
+ * ```ts
+ * const { hello, notFound }: Pages = await loadPages();
+ * ```
+ */
+export interface Pages {
+  /** Sent for `/`, `/sleep` and `/block` (hello.html). */
+  hello: Uint8Array;
+  /** Sent, with status 404, for any other path (404.html). */
+  notFound: Uint8Array;
+  /** Sent for `/lab`, the experiment in the browser (lab.html), if there. */
+  lab?: Uint8Array;
+}
+
+/**
+ * What {@linkcode handle} needs of a connection: a socket, or a fake one.
+ *
+ * @example A Deno.Conn is one
+ * ```ts
+ * const close = (conn: Connection) => conn.close();
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * using _client = await Deno.connect({ port: listener.addr.port });
+ * close(await listener.accept());
+ * ```
+ */
 export type Connection = Pick<Deno.Conn, "read" | "write" | "close">;
 
-/** Options for {@linkcode handle}; all but `pages` have defaults. */
+/**
+ * Options for {@linkcode handle}; all but `pages` have defaults
+ * ({@linkcode DEFAULTS}); `deno run main.ts --help` says what each means.
+ *
+ * @example Short limits, for a test
+ * ```ts
+ * const options: HandleOptions = { pages: await loadPages(), sleepMs: 10 };
+ * ```
+ */
 export interface HandleOptions {
   /** The pages to send; see {@linkcode loadPages}. */
   pages: Pages;
@@ -194,11 +312,23 @@ export interface HandleOptions {
   maxHeadBytes?: number;
   /** Where the one line per connection goes. Defaults to `console.log`. */
   log?: (line: string) => void;
-  /** Once aborted, the request is dropped: its connection is closed. */
-  signal?: AbortSignal;
+  /** Once aborted, a connection still waiting for its head is closed. */
+  stop?: AbortSignal;
+  /** Once aborted, the request is dropped: its connection closed at once. */
+  drop?: AbortSignal;
+  /** Metrics to put before `handle;dur=` in `Server-Timing`. */
+  serverTiming?: string;
 }
 
-/** Options for {@linkcode serve}; all but `mode` and `pages` have defaults. */
+/**
+ * Options for {@linkcode serve}; all but `mode` and `pages` have defaults.
+ *
+ * @example Concurrent, at most 100 at once, quiet
+ * ```ts
+ * const pages = await loadPages();
+ * const options: ServeOptions = { mode: "concurrent", pages, maxInFlight: 100, quiet: true };
+ * ```
+ */
 export interface ServeOptions extends HandleOptions {
   /** Whether the accept loop awaits each connection or detaches it. */
   mode: Mode;
@@ -208,347 +338,98 @@ export interface ServeOptions extends HandleOptions {
   quiet?: boolean;
   /** Once stopped, how long requests in flight have to finish, in ms. */
   graceMs?: number;
-  /**
-   * Stops the server: no new connections, those still waiting for their
-   * head closed, `graceMs` for the rest. A string reason is logged.
-   */
-  signal?: AbortSignal;
-  /**
-   * Once aborted, after `signal`, the grace period ends at once: what is
-   * still in flight is dropped. main.ts aborts it on a second Ctrl-C.
-   */
+  /** Stops the server: no new connections, `graceMs` for those in flight. */
+  stop?: AbortSignal;
+  /** Once aborted, what is still in flight is dropped at once. */
   drop?: AbortSignal;
   /** Parallel mode: this worker's number, named in `Server-Timing`. */
   worker?: number;
 }
 
-/** The default of every option, for the library and the command line. */
-export const DEFAULTS = {
-  mode: "concurrent",
-  hostname: "127.0.0.1",
-  port: 7878,
-  sleepMs: 5000,
-  headTimeoutMs: 5000,
-  sendTimeoutMs: 5000,
-  maxHeadBytes: 8192,
-  maxInFlight: Infinity,
-  graceMs: 10_000,
-  workers: navigator.hardwareConcurrency,
-} as const;
-
-/** The range of each numeric option, for the library and the command line. */
-const RANGES = {
-  port: [0, 65535],
-  sleepMs: [0, 2 ** 31 - 1], // the longest delay setTimeout() takes
-  headTimeoutMs: [1, 2 ** 31 - 1],
-  sendTimeoutMs: [1, 2 ** 31 - 1],
-  graceMs: [0, 2 ** 31 - 1],
-  maxHeadBytes: [64, 2 ** 20],
-  maxInFlight: [1, Infinity],
-  workers: [1, 1024],
-} as const;
-type Range = readonly [number, number];
-
-/** Throws unless `value` is a whole number (or Infinity) in `[min, max]`. */
-function checkRange(name: string, value: unknown, [min, max]: Range): number {
-  if (typeof value !== "number" || Number.isNaN(value)) {
-    throw new TypeError(`${name} must be a number, not ${value}`);
-  }
-  const whole = Number.isInteger(value) || value === Infinity;
-  if (!whole || value < min || value > max) {
-    throw new RangeError(`${name} must be from ${min} to ${max}, not ${value}`);
-  }
-  return value;
-}
-
-/**
- * The options of serve() or handle(), each filled in from DEFAULTS and
- * checked: the one place that does both, so that a script that skips type
- * checking gets an error at once, not a loop that never ends.
- */
-function settle(options: Partial<ServeOptions>) {
-  const { pages } = options;
-  if (
-    !Object.keys(PAGE_FILES).every((p) =>
-      pages?.[p as keyof Pages] instanceof Uint8Array
-    )
-  ) {
-    throw new TypeError("pages must be three Uint8Arrays; see loadPages()");
-  }
-  const number = (name: keyof typeof RANGES & keyof ServeOptions) =>
-    checkRange(name, options[name] ?? DEFAULTS[name], RANGES[name]);
-  return {
-    pages: pages as Pages,
-    sleepMs: number("sleepMs"),
-    headTimeoutMs: number("headTimeoutMs"),
-    sendTimeoutMs: number("sendTimeoutMs"),
-    maxHeadBytes: number("maxHeadBytes"),
-    maxInFlight: number("maxInFlight"),
-    graceMs: number("graceMs"),
-    log: options.log ?? console.log,
-    quiet: options.quiet ?? false,
-  };
-}
-
 // ---------------------------------------------------------------------------
-// The server: what serve() owns
+// What serve() owns
 
 /**
- * What one serve() call owns, or one handle() call made on its own: the
- * options, settled; the responses, built once; every connection it has
- * open, with the one timer that ends those out of time; and the stop.
- * It has the shape of {@linkcode HandleOptions}, so that serve() can pass
- * it to handle().
+ * What one serve() call owns besides its loop: the options each handle()
+ * gets, the connections in flight, and the stop. On `stop` the listener
+ * closes and the grace period starts; at its end, or on `drop`, whatever is
+ * still in flight is dropped.
  */
-class Server implements Disposable {
-  readonly mode: Mode | undefined;
-  readonly pages: Pages;
-  readonly sleepMs: number;
-  readonly maxHeadBytes: number;
+class Server extends DisposableStack {
+  readonly mode: Mode;
   readonly maxInFlight: number;
-  readonly headTimeoutMs: number;
-  readonly #sendTimeoutMs: number;
-  readonly #log: (line: string) => void;
-  readonly #quiet: boolean;
-  readonly #responses: Responses;
-  /** Every connection accepted and not yet closed: those in flight. */
-  readonly open = new OpenConnections();
-  /** Aborted when what is still in flight is dropped: a /sleep ends. */
-  readonly #drop = new AbortController();
-  readonly dropped = this.#drop.signal;
-  /** One timer for every connection: one each would cost more than they do. */
-  readonly #timer: ReturnType<typeof setInterval>;
-  readonly #cleanups: (() => void)[] = [];
+  readonly inFlight = new InFlight();
+  readonly log: (line: string) => void;
+  /** The options given to each handle(). */
+  readonly forEach: HandleOptions;
 
-  /**
-   * Settles `options` (throwing on a mistake) and, given a listener, arms
-   * the stop: `options.signal` closes the listener and the connections still
-   * waiting for their head, and gives the rest `graceMs`. Without one, as
-   * for handle(), `options.signal` drops the request at once.
-   */
-  constructor(options: ServeOptions | HandleOptions, listener?: Deno.Listener) {
-    const settled = settle(options);
-    // Only a server with a listener has a loop, and so a mode.
-    const { mode, worker, drop }: Partial<ServeOptions> = listener
-      ? options
-      : {};
-    if (listener && !isMode(mode)) {
-      throw new TypeError(`mode must be "serial" or "concurrent", not ${mode}`);
-    }
+  constructor(listener: Deno.Listener, options: ServeOptions) {
+    super();
+    checkOptions(options, "serve");
+    const { mode, maxInFlight, graceMs, quiet, worker, stop, drop, ...rest } =
+      options;
     this.mode = mode;
-    this.pages = settled.pages;
-    this.sleepMs = settled.sleepMs;
-    this.maxHeadBytes = settled.maxHeadBytes;
-    this.maxInFlight = settled.maxInFlight;
-    this.headTimeoutMs = settled.headTimeoutMs;
-    this.#sendTimeoutMs = settled.sendTimeoutMs;
-    this.#log = settled.log;
-    this.#quiet = settled.quiet;
-    const metrics = worker === undefined
-      ? mode && `mode;desc=${mode}`
-      : `mode;desc=parallel, worker;desc=${worker}`;
-    this.#responses = new Responses(settled.pages, metrics);
-    this.#timer = setInterval(() => this.#endLate(), 50);
-    const { signal } = options;
-    if (listener === undefined) {
-      this.listener = noConnections();
-      this.#onAbort(signal, () => this.#dropAll());
-      return;
-    }
-    this.listener = acceptsRetried(listener, this);
-    this.#onAbort(signal, () => this.#stop(listener, signal!, settled.graceMs));
-    this.#onAbort(drop, () => {
-      this.#stop(listener, drop!, settled.graceMs);
-      this.#dropAll(`on ${drop!.reason}`);
-    });
-  }
-
-  /**
-   * The listener's connections, but a failed accept (out of file
-   * descriptors, say) is logged and retried after a pause.
-   */
-  readonly listener: AsyncIterable<Deno.Conn>;
-
-  /** Logs a line about one connection, unless quiet. */
-  report(line: string): void {
-    if (!this.#quiet) report(this.#log, line);
-  }
-
-  /** Logs one of the server's own events. */
-  event(line: string): void {
-    report(this.#log, line);
-  }
-
-  /**
-   * Writes a response, however few bytes each write takes, and returns
-   * its status. A write that takes nothing for the send timeout ends the
-   * connection (see #endLate()).
-   */
-  async send(
-    open: Open,
-    what: keyof Pages | ErrorStatus,
-    withBody = true,
-  ): Promise<StatusCode> {
-    const { status, bytes } = this.#responses.get(what, open, withBody);
-    let written = 0;
-    while (written < bytes.length) {
-      open.waiting = "write";
-      open.deadline = performance.now() + this.#sendTimeoutMs;
-      written += await open.conn.write(
-        written ? bytes.subarray(written) : bytes,
+    this.maxInFlight = maxInFlight ?? DEFAULTS.maxInFlight;
+    this.log = safely(options.log ?? console.log);
+    const dropping = new AbortController();
+    const metrics = worker ? `parallel, worker;desc=${worker}` : mode;
+    this.forEach = {
+      ...rest,
+      log: quiet ? () => {} : this.log,
+      stop,
+      drop: dropping.signal,
+      serverTiming: `mode;desc=${metrics}`,
+    };
+    const dropAll = (why: string) => {
+      const count = this.inFlight.size;
+      if (count > 0 && !dropping.signal.aborted) {
+        this.log(`Dropping ${plural(count, "request")} still in flight ${why}`);
+      }
+      dropping.abort();
+    };
+    const grace = graceMs ?? DEFAULTS.graceMs;
+    this.use(onAbort(stop, () => {
+      closeQuietly(listener);
+      this.use(
+        timeout(grace, () => dropAll(`after the grace period of ${grace} ms`)),
       );
-    }
-    open.waiting = undefined;
-    return status;
-  }
-
-  /** Ends what ran out of time: a head not complete, a write stalled. */
-  #endLate(): void {
-    const now = performance.now();
-    this.open.forEach((open) => {
-      if (open.waiting === undefined || now < open.deadline) return;
-      if (open.waiting === "write") return end(open, "stalled");
-      // A pending read ends only when its connection closes: answer 408
-      // first. The read then fails, and handle() logs why.
-      open.ended ??= "timeout";
-      this.send(open, 408)
-        .catch(() => {}) // a client too slow to send a head may be gone too
-        .finally(() => closeQuietly(open.conn));
-    });
-  }
-
-  #stopped = false;
-  #graceTimer: ReturnType<typeof setTimeout> | undefined;
-
-  #stop(listener: Deno.Listener, signal: AbortSignal, graceMs: number): void {
-    if (this.#stopped) return;
-    this.#stopped = true;
-    this.event(stoppingLine(signal.reason, graceMs));
-    closeQuietly(listener);
-    this.open.forEach((open) => {
-      if (open.waiting === "head") end(open, "shutdown");
-    });
-    this.#graceTimer = setTimeout(
-      () => this.#dropAll(`after the grace period of ${graceMs} ms`),
-      graceMs,
-    );
-  }
-
-  /** Ends every connection still open, whatever it is doing. */
-  #dropAll(why?: string): void {
-    clearTimeout(this.#graceTimer);
-    const count = this.open.size;
-    if (why !== undefined && count > 0) {
-      this.event(`Dropping ${plural(count, "request")} still in flight ${why}`);
-    }
-    this.open.forEach((open) => end(open, "dropped"));
-    this.#drop.abort();
-  }
-
-  #onAbort(signal: AbortSignal | undefined, then: () => void): void {
-    if (signal === undefined) return;
-    if (signal.aborted) return then();
-    signal.addEventListener("abort", then, { once: true });
-    this.#cleanups.push(() => signal.removeEventListener("abort", then));
-  }
-
-  [Symbol.dispose](): void {
-    clearInterval(this.#timer);
-    clearTimeout(this.#graceTimer);
-    this.#cleanups.forEach((cleanup) => cleanup());
+    }));
+    this.use(onAbort(drop, () => {
+      closeQuietly(listener);
+      dropAll(`on ${drop!.reason}`);
+    }));
   }
 }
 
-/** A connection its server has open, and what it is waiting for. */
-class Open {
-  readonly started = performance.now();
-  /** Where it stands in its OpenConnections, or -1 once removed. */
-  index = -1;
-  waiting: "head" | "write" | undefined;
-  /** When the wait ends it (see Server's #endLate()). */
-  deadline = Infinity;
-  /** Why the server ended it, if it did. */
-  ended: End | undefined;
-  /** Method and target, once read: the start of its log line. */
-  requestLine = "-";
-  constructor(readonly conn: Connection) {}
-}
-
-/** Why a server ended a connection. */
-type End = "timeout" | "shutdown" | "stalled" | "dropped";
-
-/** What handle() logs for a connection its server ended. */
-const ENDED = {
-  timeout: "408",
-  shutdown: "closed at shutdown before a whole request",
-  stalled: "closed: a write made no progress for the send timeout",
-  dropped: "dropped before it was done",
-} as const satisfies Record<End, string>;
-
-/** Marks `open` as ended by the server, for `why`, and closes it. */
-function end(open: Open, why: End): void {
-  open.ended ??= why;
-  closeQuietly(open.conn);
-}
-
-/**
- * The connections a server has open. A plain array with swap-remove, not a
- * Set: with thousands of adds and deletes a second, a Set kept connections
- * alive long enough for V8 to promote them, and resident memory doubled.
- */
-class OpenConnections {
-  readonly #all: Open[] = [];
-  #wake: (() => void) | undefined;
-
+/** The handle() promises not yet settled. */
+class InFlight {
+  readonly #all = new Set<Promise<void>>();
+  #wake = () => {};
   get size(): number {
-    return this.#all.length;
+    return this.#all.size;
   }
-
-  add(conn: Connection): Open {
-    const open = new Open(conn);
-    open.index = this.#all.push(open) - 1;
-    return open;
+  /** Counts `handled` in until it settles, and returns it. */
+  add(handled: Promise<void>): Promise<void> {
+    this.#all.add(handled);
+    handled.then(() => this.#all.delete(handled) && this.#wake());
+    return handled;
   }
-
-  /** Takes `open` off the list: the last one takes its place. */
-  remove(open: Open): void {
-    const last = this.#all.pop()!;
-    if (last !== open) {
-      last.index = open.index;
-      this.#all[open.index] = last;
-    }
-    open.index = -1;
-    this.#wake?.();
-  }
-
-  /** Resolves once the next connection is closed; only the loop waits. */
+  /** Resolves once the next one settles; only the loop waits. */
   oneEnded(): Promise<void> {
     return new Promise((resolve) => this.#wake = resolve);
   }
-
   async allEnded(): Promise<void> {
     while (this.size > 0) await this.oneEnded();
-  }
-
-  /**
-   * Calls `visit` with each, the last first, so that one taken off the list
-   * meanwhile moves one already visited into its place. No copy of the
-   * list: the timer visits thousands of waiting connections 20 times a
-   * second, and copies would make V8 grow its young generation.
-   */
-  forEach(visit: (open: Open) => void): void {
-    for (let i = this.#all.length - 1; i >= 0; i--) visit(this.#all[i]);
   }
 }
 
 /**
- * The connections `for await (const conn of listener)` gives, but a failed
- * accept (out of file descriptors, say) is logged and retried after a pause
- * that doubles each time, so that a flood does not make the loop spin.
+ * The listener's connections, as `for await (const conn of listener)` gives
+ * them, but a failed accept (out of file descriptors, say) is logged and
+ * retried after a pause that doubles each time, up to a second.
  */
-async function* acceptsRetried(listener: Deno.Listener, server: Server) {
-  let pauseMs = 0;
-  while (true) {
+async function* retrying(listener: Deno.Listener, log: (l: string) => void) {
+  for (let pauseMs = 0;;) {
     try {
       yield await listener.accept();
       pauseMs = 0;
@@ -558,56 +439,110 @@ async function* acceptsRetried(listener: Deno.Listener, server: Server) {
         error instanceof Deno.errors.Interrupted
       ) return; // closed by a stop
       pauseMs = Math.min(Math.max(pauseMs * 2, 10), 1000);
-      server.event(
-        `Accept failed: ${describe(error)}; trying again in ${pauseMs} ms`,
-      );
-      await delay(pauseMs, { signal: server.dropped }).catch(() => {});
+      log(`Accept failed: ${describe(error)}; trying again in ${pauseMs} ms`);
+      await delay(pauseMs);
     }
   }
 }
 
-/** What a server without a listener (handle() on its own) accepts. */
-async function* noConnections(): AsyncGenerator<Deno.Conn> {}
+// ---------------------------------------------------------------------------
+// One connection, from its first read to its close
+
+/** One connection while handle() has it. */
+class Exchange {
+  readonly started: number = performance.now();
+  /** Method and target, once read: the start of its log line. */
+  requestLine = "-";
+  /** False for HEAD: the response's head only. */
+  withBody = true;
+  /** Why it was ended early, if it was. */
+  ended: keyof typeof ENDED | undefined;
+  constructor(readonly conn: Connection, readonly options: HandleOptions) {}
+
+  /** Closes the connection for `why`: a pending read or write then fails. */
+  end(why: keyof typeof ENDED): void {
+    this.ended ??= why;
+    closeQuietly(this.conn);
+  }
+}
+
+/** What the log line says of a connection ended early, by why. */
+const ENDED = {
+  timeout: "408",
+  shutdown: "closed at shutdown before a whole request",
+  stalled: "closed: a write made no progress for the send timeout",
+  dropped: "dropped before it was done",
+} as const;
+
+/** handle(), its options checked: answers, closes, logs one line. */
+async function answerAndLog(exchange: Exchange): Promise<void> {
+  const { drop, log = console.log } = exchange.options;
+  using _dropped = onAbort(drop, () => exchange.end("dropped"));
+  let outcome: string;
+  try {
+    outcome = String(await answer(exchange));
+  } catch (error) {
+    const { ended } = exchange;
+    outcome = ended ? ENDED[ended] : `failed: ${describe(error)}`;
+  } finally {
+    closeQuietly(exchange.conn);
+  }
+  const elapsedMs = Math.round(performance.now() - exchange.started);
+  safely(log)(`${exchange.requestLine} ${outcome} (${elapsedMs} ms)`);
+}
+
+/** Calls `then` once `signal` is aborted (now, if it is) until disposed of. */
+function onAbort(signal: AbortSignal | undefined, then: () => void) {
+  if (signal?.aborted) then();
+  else signal?.addEventListener("abort", then);
+  return { [Symbol.dispose]: () => signal?.removeEventListener("abort", then) };
+}
+
+/** Calls `then` after `ms`, unless disposed of first. */
+function timeout(ms: number, then: () => void): Disposable {
+  const timer = setTimeout(then, ms);
+  return { [Symbol.dispose]: () => clearTimeout(timer) };
+}
 
 // ---------------------------------------------------------------------------
 // Reading the request head
 
 /**
- * Reads up to the blank line that ends the head, or says why it can't,
- * with the head timeout running (see Server's #endLate()). Throws once the
- * server has ended the connection (see Open's `ended`).
+ * Reads up to the blank line that ends the head, or says why it can't. A
+ * head not complete in time gets 408; a stop closes the connection. Either
+ * makes the pending read fail, and handle() logs why (see Exchange's end()).
  */
 async function readHead(
-  open: Open,
-  { maxHeadBytes, headTimeoutMs }: Server,
+  exchange: Exchange,
 ): Promise<Uint8Array | "closed" | "too large"> {
+  const { conn, options } = exchange;
+  const { maxHeadBytes = DEFAULTS.maxHeadBytes } = options;
+  using _late = timeout(options.headTimeoutMs ?? DEFAULTS.headTimeoutMs, () => {
+    exchange.ended ??= "timeout";
+    send(exchange, 408)
+      .catch(() => {}) // a client too slow to send a head may be gone too
+      .finally(() => closeQuietly(conn));
+  });
+  using _stopped = onAbort(options.stop, () => exchange.end("shutdown"));
   // Most heads are a few hundred bytes: start small and grow up to the
   // limit, so that thousands of waiting connections cost little memory.
   let buffer = new Uint8Array(Math.min(256, maxHeadBytes));
   let length = 0;
-  open.waiting = "head";
-  open.deadline = open.started + headTimeoutMs;
-  try {
-    while (true) {
-      if (length === buffer.length) {
-        if (length >= maxHeadBytes) return "too large";
-        const larger = new Uint8Array(Math.min(length * 2, maxHeadBytes));
-        larger.set(buffer);
-        buffer = larger;
-      }
-      const read = await open.conn.read(
-        length ? buffer.subarray(length) : buffer,
-      );
-      if (open.ended) throw new Deno.errors.Interrupted(open.ended);
-      if (read === null) return "closed";
-      // The blank line may straddle two reads, so look back a little.
-      const searchFrom = Math.max(0, length - 3);
-      length += read;
-      const end = findHeadEnd(buffer, searchFrom);
-      if (end !== -1) return buffer.subarray(0, end);
+  while (true) {
+    if (length === buffer.length) {
+      if (length >= maxHeadBytes) return "too large";
+      const larger = new Uint8Array(Math.min(length * 2, maxHeadBytes));
+      larger.set(buffer);
+      buffer = larger;
     }
-  } finally {
-    open.waiting = undefined;
+    const read = await conn.read(length ? buffer.subarray(length) : buffer);
+    if (exchange.ended) throw new Deno.errors.Interrupted(exchange.ended);
+    if (read === null) return "closed";
+    // The blank line may straddle two reads, so look back a little.
+    const searchFrom = Math.max(0, length - 3);
+    length += read;
+    const end = findHeadEnd(buffer, searchFrom);
+    if (end !== -1) return buffer.subarray(0, end);
   }
 }
 
@@ -626,7 +561,6 @@ function findHeadEnd(bytes: Uint8Array, from: number): number {
   }
   return -1;
 }
-
 const LF = 0x0a;
 const CR = 0x0d;
 
@@ -639,22 +573,13 @@ const REQUEST_LINE =
 const FIELD_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):([\t -~\u0080-\uffff]*)\r?$/;
 
 /** The methods RFC 9110 defines, and PATCH (RFC 5789): others get 501. */
-const KNOWN_METHODS: readonly string[] = [
-  "GET",
-  "HEAD",
-  "POST",
-  "PUT",
-  "DELETE",
-  "CONNECT",
-  "OPTIONS",
-  "TRACE",
-  "PATCH",
-];
+const KNOWN_METHODS = "GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH"
+  .split(" ");
 
 /** A request to route, or the error status to answer, with its line if read. */
 type ParsedHead =
   | { error?: undefined; line: string; method: string; path: string }
-  | { error: ErrorStatus; line?: string };
+  | { error: ErrorStatus; line?: string; method?: string };
 
 /**
  * Parses a head as RFC 9112 asks of a server that reads no bodies: HTTP/1.1
@@ -662,21 +587,22 @@ type ParsedHead =
  * chunked is the only transfer coding understood, so any other gets 501.
  */
 function parseHead(head: Uint8Array): ParsedHead {
-  const [requestLine, ...fieldLines] = decoder.decode(head).split("\n")
-    .slice(0, -2); // the empty line that ends the head, and what follows it
+  const [requestLine, ...fieldLines] = decoder.decode(head)
+    .replace(/^\r?\n/, "") // one empty line before the request line
+    .split("\n").slice(0, -2); // the empty line that ends the head, and after
   const match = REQUEST_LINE.exec(requestLine);
   if (match === null) return { error: 400 };
   const [, method, target, major, minor] = match;
   const line = `${method} ${target}`;
   // HTTP/1.2 and later minor versions are read as 1.1 (RFC 9110 §2.5).
-  if (major !== "1") return { line, error: 505 };
+  if (major !== "1") return { line, method, error: 505 };
 
   let hosts = 0;
   const lengths: string[] = [];
   const codings: string[] = [];
   for (const fieldLine of fieldLines) {
     const field = FIELD_LINE.exec(fieldLine);
-    if (field === null) return { line, error: 400 };
+    if (field === null) return { line, method, error: 400 };
     const [, name, value] = field;
     // Only three names matter; most fields are skipped by their length.
     if (name.length === 4 && name.toLowerCase() === "host") hosts++;
@@ -686,15 +612,17 @@ function parseHead(head: Uint8Array): ParsedHead {
       name.length === 17 && name.toLowerCase() === "transfer-encoding"
     ) codings.push(...value.split(","));
   }
-  const path = pathOf(target);
+  // OPTIONS * asks about the server as a whole (RFC 9112 §3.2.4).
+  const path = method === "OPTIONS" && target === "*" ? "*" : pathOf(target);
   if (
     hosts > 1 || (minor !== "0" && hosts === 0) || !path ||
     !validLength(lengths) || (codings.length > 0 && lengths.length > 0)
-  ) return { line, error: 400 };
+  ) return { line, method, error: 400 };
   const codingError = checkCodings(codings);
-  if (codingError) return { line, error: codingError };
+  if (codingError) return { line, method, error: codingError };
   if (method !== "GET" && method !== "HEAD") {
-    return { line, error: KNOWN_METHODS.includes(method) ? 405 : 501 };
+    const error = KNOWN_METHODS.includes(method) ? 405 : 501;
+    return { line, method, error };
   }
   return { line, method, path };
 }
@@ -714,9 +642,7 @@ function validLength(values: string[]): boolean {
 function checkCodings(values: string[]): 400 | 501 | undefined {
   if (values.length === 0) return;
   const codings = values
-    .map((v) =>
-      v.split(";", 1)[0].replace(/^[\t ]+|[\t ]+$/g, "").toLowerCase()
-    )
+    .map((v) => v.split(";", 1)[0].trim().toLowerCase())
     .filter((coding) => coding !== ""); // a list may have empty elements
   if (codings.some((coding) => coding !== "chunked")) return 501;
   if (codings.length !== 1) return 400;
@@ -737,90 +663,98 @@ const decoder = new TextDecoder();
 
 /** The statuses sent with a short plain-text body that names them. */
 type ErrorStatus = 400 | 405 | 408 | 431 | 501 | 505;
-const ERROR_STATUSES = [400, 405, 408, 431, 501, 505] as const;
-const PAGE_STATUSES = { hello: 200, notFound: 404, lab: 200 } as const;
 
 /**
- * A server's responses, built once when it starts: only the time in the
- * `Server-Timing` field, the last of the head, is written per request.
+ * Writes a page, or an error status with a body that names it, however
+ * few bytes each write takes, and returns the status. A write that takes
+ * nothing for the send timeout ends the connection.
  */
-class Responses {
-  readonly #built = new Map<keyof Pages | ErrorStatus, Built>();
-
-  /** @param metrics Server-Timing's metrics before `handle`, if any. */
-  constructor(pages: Pages, metrics: string | undefined) {
-    const timing = `Server-Timing: ${metrics ? `${metrics}, ` : ""}handle;dur=`;
-    for (const page of Object.keys(PAGE_STATUSES) as (keyof Pages)[]) {
-      const status = PAGE_STATUSES[page];
-      this.#built.set(page, built(status, HTML, pages[page], timing));
-    }
-    for (const status of ERROR_STATUSES) {
-      const body = encoder.encode(`${status} ${STATUS_TEXT[status]}\n`);
-      this.#built.set(status, built(status, TEXT, body, timing));
-    }
+async function send(
+  exchange: Exchange,
+  what: keyof Pages | ErrorStatus,
+): Promise<StatusCode> {
+  const { conn, options: { pages, sendTimeoutMs = DEFAULTS.sendTimeoutMs } } =
+    exchange;
+  let status: StatusCode, body: Uint8Array | undefined;
+  if (typeof what === "number") status = what;
+  else {
+    const page = pages[what] ? what : "notFound"; // no lab.html: 404
+    [status, body] = [PAGES[page].status, pages[page]];
   }
-
-  /** The bytes to send to `open` now: its time so far, then the body. */
-  get(what: keyof Pages | ErrorStatus, open: Open, withBody: boolean) {
-    const { status, head, body } = this.#built.get(what)!;
-    const dur = (performance.now() - open.started).toFixed(1);
-    const bytes = this.#take(
-      head.length + dur.length + END_OF_HEAD.length +
-        (withBody ? body.length : 0),
-    );
-    bytes.set(head);
-    encoder.encodeInto(dur, bytes.subarray(head.length));
-    bytes.set(END_OF_HEAD, head.length + dur.length);
-    if (withBody) {
-      bytes.set(body, head.length + dur.length + END_OF_HEAD.length);
-    }
-    return { status, bytes };
+  body ??= encoder.encode(`${status} ${STATUS_TEXT[status]}\n`);
+  const type = typeof what === "number" ? "plain" : "html";
+  const bytes = response(status, type, body, exchange);
+  for (let written = 0; written < bytes.length;) {
+    using _stalled = timeout(sendTimeoutMs, () => exchange.end("stalled"));
+    written += await conn.write(written ? bytes.subarray(written) : bytes);
   }
-
-  /**
-   * `length` bytes, carved from a larger buffer: a buffer of its own for
-   * each response cost more than filling it. A slab lives until the last
-   * write from it is done.
-   */
-  #take(length: number): Uint8Array {
-    if (this.#used + length > this.#slab.length) {
-      this.#slab = new Uint8Array(Math.max(SLAB_BYTES, length));
-      this.#used = 0;
-    }
-    this.#used += length;
-    return this.#slab.subarray(this.#used - length, this.#used);
-  }
-  #slab = new Uint8Array(0);
-  #used = 0;
-}
-const SLAB_BYTES = 64 * 1024;
-interface Built {
-  status: StatusCode;
-  head: Uint8Array;
-  body: Uint8Array;
+  return status;
 }
 
-/** A response's head up to the time in its last field, and its body. */
-function built(
+/** A whole response as bytes: the head, then the body unless for HEAD. */
+function response(
   status: StatusCode,
-  type: string,
+  type: "html" | "plain",
   body: Uint8Array,
-  timing: string,
-): Built {
-  const head = encoder.encode(
-    `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\n` +
-      `Content-Type: ${type}\r\n` +
-      `Content-Length: ${body.byteLength}\r\n` +
-      (status === 405 ? "Allow: GET, HEAD\r\n" : "") +
-      "Connection: close\r\n" + timing,
-  );
-  return { status, head, body };
+  { started, options, withBody }: Exchange,
+): Uint8Array {
+  const metrics = options.serverTiming ? `${options.serverTiming}, ` : "";
+  const head = `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\n` +
+    `Content-Type: text/${type}; charset=utf-8\r\n` +
+    `Content-Length: ${body.byteLength}\r\n` +
+    (status === 405 ? "Allow: GET, HEAD\r\n" : "") +
+    "Connection: close\r\n" +
+    `Server-Timing: ${metrics}handle;dur=${
+      (performance.now() - started).toFixed(1)
+    }\r\n\r\n`;
+  // The head is ASCII: one byte a character.
+  const bytes = new Uint8Array(head.length + (withBody ? body.byteLength : 0));
+  encoder.encodeInto(head, bytes);
+  if (withBody) bytes.set(body, head.length);
+  return bytes;
 }
 
-const HTML = "text/html; charset=utf-8";
-const TEXT = "text/plain; charset=utf-8";
 const encoder = new TextEncoder();
-const END_OF_HEAD = encoder.encode("\r\n\r\n");
+
+/**
+ * Loads the pages beside this module, wherever it is: a folder (`file:`), a
+ * web server (`http:`, `https:`) or JSR. The book's two pages are enough:
+ * without `lab.html`, `lab` is left out and `/lab` answers 404.
+ *
+ * @param folder Where the pages are, as a URL ending in `/`.
+ * @returns The pages, as bytes.
+ * @throws {Error} One line with the URL of `hello.html` or `404.html`, if
+ * either cannot be loaded.
+ *
+ * @example Load the pages next to main.ts
+ * ```ts
+ * const pages = await loadPages();
+ * console.assert(pages.hello.byteLength > 0);
+ * ```
+ */
+export async function loadPages(
+  folder: URL = new URL("./", import.meta.url),
+): Promise<Pages> {
+  const load = async (page: keyof Pages) => {
+    const url = new URL(PAGES[page].file, folder);
+    try {
+      const response = await fetch(url);
+      if (response.ok) return await response.bytes();
+      await response.body?.cancel();
+      throw new Error(`${response.status} ${response.statusText}`);
+    } catch (error) {
+      // Deno's fetch() says "(os error 2)" for a file that is not there.
+      const missing = /^404 |\(os error 2\)/.test((error as Error).message);
+      if (page === "lab" && missing) return undefined;
+      throw new Error(`Cannot load ${url}: ${(error as Error).message}`);
+    }
+  };
+  const pages: Partial<Pages> = {};
+  for (const page of Object.keys(PAGES) as (keyof Pages)[]) {
+    pages[page] = await load(page);
+  }
+  return pages as Pages;
+}
 
 // ---------------------------------------------------------------------------
 // Small helpers
@@ -834,19 +768,23 @@ function closeQuietly(resource: { close(): void }): void {
   }
 }
 
-/** Logs a line; a log that fails (`| head`, a full disk) loses it. */
-function report(log: (line: string) => void, line: string): void {
-  try {
-    log(line);
-  } catch {
-    // Nowhere left to report to; throwing would end the process.
-  }
+/**
+ * `log`, but a log that fails (`| head`, a full disk) loses the line rather
+ * than throwing, which would end the process. Every line goes through one.
+ */
+function safely(log: (line: string) => void): (line: string) => void {
+  return (line) => {
+    try {
+      log(line);
+    } catch {
+      // Nowhere left to say it.
+    }
+  };
 }
 
 /** `1 request`, `2 requests`. */
-function plural(count: number, noun: string): string {
-  return `${count} ${noun}${count === 1 ? "" : "s"}`;
-}
+const plural = (count: number, noun: string) =>
+  `${count} ${noun}${count === 1 ? "" : "s"}`;
 
 /**
  * One line about an error: the message for the network's and the system's
@@ -857,30 +795,6 @@ function describe(error: unknown): string {
   const expected = "code" in error ||
     Object.values(Deno.errors).some((kind) => error instanceof kind);
   return expected ? error.message : error.stack ?? error.message;
-}
-
-/**
- * Reads `hello.html`, `404.html` and `lab.html` from the folder that holds
- * this module, whatever the working directory.
- *
- * @param folder The folder to read them from, as a URL ending in `/`.
- * @returns The pages, as bytes.
- *
- * @example Load the pages next to main.ts
- * ```ts
- * const pages = await loadPages();
- * console.assert(pages.hello.byteLength > 0);
- * ```
- */
-export async function loadPages(
-  folder: URL = new URL("./", import.meta.url),
-): Promise<Pages> {
-  const entries = await Promise.all(
-    Object.entries(PAGE_FILES).map(async ([page, file]) =>
-      [page, await Deno.readFile(new URL(file, folder))] as const
-    ),
-  );
-  return Object.fromEntries(entries) as unknown as Pages;
 }
 
 // ---------------------------------------------------------------------------
@@ -895,34 +809,30 @@ export async function loadPages(
  */
 async function serveInWorkers(
   hold: Deno.TcpListener,
-  { pages, signal: stop, drop, ...options }: ParallelOptions,
+  options: CommandLine,
+  { pages, stop, drop }: Pick<ServeOptions, "pages" | "stop" | "drop">,
   startLine: string,
 ): Promise<number> {
-  const port = hold.addr.port;
   const failed = Promise.withResolvers<string>();
   const workers = Array.from({ length: options.workers }, (_, i) => {
     const worker = new Worker(import.meta.url, { type: "module" });
     const said = { listening: wait(), stopped: wait() };
     // A worker says "listening", later "stopped", or else why it failed.
     worker.onmessage = ({ data }) =>
-      (said[data as Said] ?? failed).resolve(data);
+      (said[data as keyof typeof said] ?? failed).resolve(data);
     worker.onerror = (event) => {
       event.preventDefault(); // end this worker, not the process
       failed.resolve(`Worker ${i + 1} failed: ${event.message}`);
     };
-    const start = { worker: i + 1, options: { ...options, port }, pages };
+    const start = { worker: i + 1, options, port: hold.addr.port, pages };
     worker.postMessage({ start });
     return { worker, ...said };
   });
-  // The workers stop quietly: one line says it for all of them.
-  stop.addEventListener("abort", () => {
-    print(`${localTime()} ${stoppingLine(stop.reason, options.graceMs)}`);
-    workers.forEach(({ worker }) => worker.postMessage({ stop: stop.reason }));
-  });
-  drop.addEventListener("abort", () => {
-    workers.forEach(({ worker }) => worker.postMessage({ drop: drop.reason }));
-  });
-  const all = (word: Said) =>
+  const tell = (message: object) =>
+    workers.forEach(({ worker }) => worker.postMessage(message));
+  stop?.addEventListener("abort", () => tell({ stop: true }));
+  drop?.addEventListener("abort", () => tell({ drop: drop.reason }));
+  const all = (word: "listening" | "stopped") =>
     Promise.race([
       failed.promise,
       Promise.all(workers.map((w) => w[word].promise)).then(() => ""),
@@ -935,12 +845,6 @@ async function serveInWorkers(
   if (failure) console.error(`error: ${failure}`);
   return failure ? 1 : 0;
 }
-type ParallelOptions = CommandLine & {
-  pages: Pages;
-  signal: AbortSignal;
-  drop: AbortSignal;
-};
-type Said = "listening" | "stopped";
 const wait = () => Promise.withResolvers<string>();
 
 /** In a worker of parallel mode: serve() until the main thread says stop. */
@@ -950,13 +854,16 @@ function serveInWorker(): void {
   const stop = new AbortController();
   const drop = new AbortController();
   parent.onmessage = async ({ data }) => {
-    if ("stop" in data) return stop.abort(data.stop);
+    if ("stop" in data) return stop.abort();
     if ("drop" in data) return drop.abort(data.drop);
-    const { worker, options, pages } = data.start;
-    const { hostname, port } = options;
+    const { worker, options, port, pages } = data.start;
     let listener;
     try {
-      listener = Deno.listen({ hostname, port, reusePort: true });
+      listener = Deno.listen({
+        hostname: options.hostname,
+        port,
+        reusePort: true,
+      });
     } catch (error) {
       const why = `a second listener on ${port}: ${describe(error)}`;
       return parent.postMessage(
@@ -965,17 +872,12 @@ function serveInWorker(): void {
     }
     parent.postMessage("listening");
     await serve(listener, {
-      ...options,
+      ...libraryOptions(options),
       mode: "concurrent",
       pages,
       worker,
-      log: (line) => {
-        // The main thread says Stopping, once for every worker.
-        if (!line.startsWith(STOPPING)) {
-          print(`${localTime()} worker ${worker}: ${line}`);
-        }
-      },
-      signal: stop.signal,
+      log: (line) => log(`worker ${worker}: ${line}`),
+      stop: stop.signal,
       drop: drop.signal,
     });
     parent.postMessage("stopped");
@@ -990,8 +892,7 @@ function whyNoParallelMode(): string | undefined {
     return "Parallel mode needs Deno.listen's reusePort, still unstable: add --unstable-net after deno run";
   }
   const self = import.meta.filename; // undefined for a remote module
-  const read = self &&
-    Deno.permissions.querySync({ name: "read", path: self });
+  const read = self && Deno.permissions.querySync({ name: "read", path: self });
   if (read && read.state !== "granted") {
     return `Parallel mode starts its workers from ${self}: add it to --allow-read`;
   }
@@ -1000,20 +901,48 @@ function whyNoParallelMode(): string | undefined {
 // ---------------------------------------------------------------------------
 // The command line
 
-/** What the command line chooses; see {@linkcode ServeOptions}. */
+/**
+ * What the command line chooses: a mode, and every option of
+ * {@linkcode DEFAULTS}.
+ *
+ * @example The defaults, in serial mode
+ * ```ts
+ * const chosen: CommandLine = { ...DEFAULTS, mode: "serial", help: false };
+ * ```
+ */
 export type CommandLine =
-  & Required<
-    Pick<
-      ServeOptions,
-      "sleepMs" | "headTimeoutMs" | "sendTimeoutMs" | "graceMs" | "maxInFlight"
-    >
-  >
-  & { quiet: boolean }
-  & { mode: Mode | "parallel"; hostname: string; port: number }
-  & { workers: number; help: boolean };
+  & { mode: Mode | "parallel"; help: boolean }
+  & { -readonly [N in OptionName]: (typeof DEFAULTS)[N] };
 
-/** The help that `--help` prints. */
-export const HELP = `Usage: main.ts [serial|concurrent|parallel] [options]
+/** The options of the command line that serve() takes. */
+function libraryOptions(options: CommandLine) {
+  const { mode: _, help: _h, hostname: _n, port: _p, workers: _w, ...rest } =
+    options;
+  return rest;
+}
+
+/** A flag's name on the command line: `sleepMs` is `--sleep-ms`. */
+const flagOf = (name: string) =>
+  name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+const USAGE = "Usage: main.ts [serial|concurrent|parallel] [options]";
+
+/** `--help`, its option lines made from OPTIONS. */
+function help(): string {
+  const lines = Object.entries(OPTIONS).map(
+    ([name, option]: [string, Option]) => {
+      const value =
+        { number: " N", string: " H" }[typeof option.default as "number"];
+      const flag = `--${flagOf(name)}${value ?? ""}`.padEnd(19);
+      const byDefault = option.default === Infinity
+        ? ": no limit"
+        : ` ${option.default}`;
+      return `  ${flag}  ${option.help}${
+        value ? ` (default${byDefault})` : ""
+      }`;
+    },
+  );
+  return `${USAGE}
 
 Serves hello.html and 404.html, a slow /sleep, a CPU-bound /block, and the
 experiment in a browser at /lab.
@@ -1023,41 +952,23 @@ experiment in a browser at /lab.
                needs deno run --unstable-net and main.ts in --allow-read)
 
 Options (--name=value and --name value both work):
-  --port N             the port; 0 takes any free one (default ${DEFAULTS.port})
-  --hostname H         the address, such as ::1 (default ${DEFAULTS.hostname})
-  --sleep-ms N         how long /sleep waits and /block spins (default ${DEFAULTS.sleepMs})
-  --head-timeout-ms N  time to send a request head, then 408 (default ${DEFAULTS.headTimeoutMs})
-  --send-timeout-ms N  time a write may make no progress, then close (default ${DEFAULTS.sendTimeoutMs})
-  --grace-ms N         on Ctrl-C or SIGTERM, time left to requests (default ${DEFAULTS.graceMs})
-  --max-in-flight N    at most N connections at once in each loop (default: no limit)
-  --workers N          parallel: how many worker threads (default ${DEFAULTS.workers})
-  --quiet              no line per connection
+${lines.join("\n")}
   -h, --help           print this help
 
 Examples:
   deno run --allow-net=127.0.0.1 --allow-read main.ts serial --sleep-ms 2000
   deno run '--allow-net=[::1]' --allow-read main.ts --hostname ::1 --port 0
   deno run --unstable-net --allow-net=127.0.0.1 --allow-read main.ts parallel`;
-
-/** The flags that take a whole number, each named for its option. */
-const NUMBER_FLAGS = [
-  "port",
-  "sleep-ms",
-  "head-timeout-ms",
-  "send-timeout-ms",
-  "grace-ms",
-  "max-in-flight",
-  "workers",
-] as const;
-const BOOLEAN_FLAGS = ["help", "quiet"] as const;
+}
 
 /**
- * Parses the command line; what it leaves out comes from {@linkcode DEFAULTS}.
+ * Parses main.ts's command line; what it leaves out comes from
+ * {@linkcode DEFAULTS}. Exported for scripts that take the same flags.
  *
  * @param args The arguments after `main.ts`, such as `Deno.args`.
  * @returns What they choose.
- * @throws {TypeError} For an unknown argument, a missing value, or choices
- * that contradict each other.
+ * @throws {TypeError} For an unknown argument, a value missing or not a
+ * number, or choices that contradict each other.
  * @throws {RangeError} For a number out of range, such as a port over 65535.
  *
  * @example Serial mode on any free port
@@ -1067,147 +978,130 @@ const BOOLEAN_FLAGS = ["help", "quiet"] as const;
  * ```
  */
 export function parseCommandLine(args: readonly string[]): CommandLine {
+  const names = Object.keys(OPTIONS) as OptionName[];
+  const booleans = [
+    "help",
+    ...names.filter((n) => OPTIONS[n].default === false),
+  ];
   // parseArgs reads --quiet=no as --quiet: only true or false may follow.
-  for (const arg of args) {
-    const [, flag, value] = /^--(\w+)=(.*)$/.exec(arg) ?? [];
-    if (
-      BOOLEAN_FLAGS.includes(flag as "quiet") &&
-      value !== "true" && value !== "false"
-    ) throw new TypeError(`--${flag} takes no value, not "${value}"`);
+  for (
+    const [, flag, value] of args.map((a) => /^--(\w+)=(.*)$/.exec(a) ?? [])
+  ) {
+    if (booleans.includes(flag) && !/^(true|false)$/.test(value)) {
+      throw new TypeError(`--${flag} takes no value, not "${value}"`);
+    }
   }
-  const flags = parseArgs([...args], {
-    string: ["hostname", ...NUMBER_FLAGS],
-    boolean: BOOLEAN_FLAGS,
+  const flags: Record<string, unknown> = parseArgs([...args], {
+    string: names.filter((n) => !booleans.includes(n)).map(flagOf),
+    boolean: booleans,
     alias: { h: "help" },
     unknown(arg, key) {
       if (key !== undefined) throw new TypeError(`Unknown option "${arg}"`);
     },
   });
-  const modes = flags._.map(String);
-  const unknown = modes.find((mode) => !isMode(mode) && mode !== "parallel");
+  const modes = (flags._ as unknown[]).map(String);
+  const unknown = modes.find((m) => !/^(serial|concurrent|parallel)$/.test(m));
   if (unknown) throw new TypeError(`Unknown argument "${unknown}"`);
   if (modes.length > 1) {
     // `deno task start serial` gives two: the task's and the user's.
+    const task = modes[1] === "concurrent" ? "start" : modes[1];
     throw new TypeError(
-      `Choose one mode, not ${
-        modes.join(" and ")
-      }; each deno task already chooses one, so for ${
-        modes.at(-1)
-      } mode run: deno task ${
-        modes.at(-1) === "concurrent" ? "start" : modes.at(-1)
-      }`,
+      `Choose one mode, not ${modes.join(" and ")}; each deno task already ` +
+        `chooses one, so for ${modes[1]} mode run: deno task ${task}`,
     );
   }
-  const options: CommandLine = {
-    mode: (modes[0] ?? DEFAULTS.mode) as CommandLine["mode"],
-    hostname: (flags.hostname ?? DEFAULTS.hostname).replace(/^\[(.*)\]$/, "$1"),
-    port: DEFAULTS.port,
-    sleepMs: DEFAULTS.sleepMs,
-    headTimeoutMs: DEFAULTS.headTimeoutMs,
-    sendTimeoutMs: DEFAULTS.sendTimeoutMs,
-    graceMs: DEFAULTS.graceMs,
-    maxInFlight: DEFAULTS.maxInFlight,
-    workers: DEFAULTS.workers,
-    quiet: flags.quiet,
-    help: flags.help,
-  };
-  for (const flag of NUMBER_FLAGS) {
-    const value = flags[flag];
-    if (value === undefined) continue;
-    if (!/^\d+$/.test(value)) {
-      const not = value === "" ? "a value" : `a whole number, not "${value}"`;
-      throw new TypeError(`--${flag} needs ${not}`);
-    }
-    const option = flag.replace(/-(.)/g, (_, c) => c.toUpperCase()) as
-      & keyof typeof RANGES
-      & keyof CommandLine;
-    options[option] = checkRange(`--${flag}`, Number(value), RANGES[option]);
+  const chosen: Record<string, unknown> = { mode: modes[0] ?? "concurrent" };
+  for (const name of [...names, "help"] as OptionName[]) {
+    const flag = `--${flagOf(name)}`;
+    const given = flags[flagOf(name)];
+    if (typeof given !== "string") chosen[name] = given ?? DEFAULTS[name];
+    else if (given === "") throw new TypeError(`${flag} needs a value`);
+    else if (name === "hostname") {
+      chosen[name] = given.replace(/^\[(.*)\]$/, "$1");
+    } else if (Number.isNaN(Number(given)) || given.trim() === "") {
+      throw new TypeError(`${flag} needs a number, not "${given}"`);
+    } else chosen[name] = checkValue(flag, Number(given), OPTIONS[name]);
   }
-  if (options.hostname === "") throw new TypeError("--hostname needs a value");
-  if (options.mode === "serial" && flags["max-in-flight"] !== undefined) {
+  if (chosen.mode === "serial" && flags["max-in-flight"] !== undefined) {
     throw new TypeError("--max-in-flight does not apply to serial mode");
   }
-  if (options.mode !== "parallel" && flags.workers !== undefined) {
+  if (chosen.mode !== "parallel" && flags.workers !== undefined) {
     throw new TypeError("--workers is for parallel mode only");
   }
-  return options;
+  return chosen as CommandLine;
 }
 
 /**
- * Runs the server from the command line until SIGINT or SIGTERM.
- *
- * @param args The command-line arguments, such as `Deno.args`.
- * @returns The exit code: 0 after a clean stop, 1 when the server cannot
- * start (port in use, bad address, no permission), 2 for a mistake on the
- * command line, 130 when a second signal dropped the requests in flight.
- *
- * @example Serial mode on port 8080
- * ```ts ignore
- * Deno.exit(await main(["serial", "--port=8080"]));
- * ```
+ * Runs the server from the command line until SIGINT or SIGTERM. Returns
+ * the exit code: 0 after a clean stop, 1 when the server cannot start (port
+ * in use, bad address, no permission), 2 for a mistake on the command line,
+ * 130 when a second signal dropped the requests in flight.
  */
-export async function main(args: readonly string[]): Promise<number> {
-  let options: CommandLine;
+async function main(args: readonly string[]): Promise<number> {
+  let options: CommandLine, pages: Pages, listener: Deno.TcpListener;
   try {
     options = parseCommandLine(args);
   } catch (error) {
-    console.error(`error: ${(error as Error).message}\n${USAGE}`);
-    return 2;
+    return refuse(`${(error as Error).message}\n${USAGE}; see --help`, 2);
   }
-  if (options.help) {
-    print(HELP);
-    return 0;
-  }
-  const { mode, hostname, port, workers } = options;
-  const parallel = mode === "parallel";
-  const cannot = parallel && whyNoParallelMode();
-  if (cannot) {
-    console.error(`error: ${cannot}`);
-    return 1;
-  }
-  let pages: Pages, listener: Deno.TcpListener;
+  if (options.help) return refuse(help(), 0);
+  const { mode, hostname, port, workers, graceMs } = options;
+  const cannot = mode === "parallel" && whyNoParallelMode();
+  if (cannot) return refuse(cannot);
   try {
     pages = await loadPages();
   } catch (error) {
-    console.error(`error: Cannot read the pages: ${describe(error)}`);
-    return 1;
+    return refuse((error as Error).message);
   }
   try {
-    listener = listen(hostname, port, parallel);
+    listener = listen(hostname, port, mode === "parallel");
   } catch (error) {
-    console.error(`error: ${whyNotListening(error, options, args)}`);
-    return 1;
+    return refuse(whyNotListening(error, options, args));
   }
   const url = `http://${bracketed(hostname)}:${listener.addr.port}/`;
-  const how = parallel ? `parallel, ${plural(workers, "worker")}` : mode;
-  const started =
-    `Listening on ${url} (${how}); run the experiment at ${url}lab`;
+  const how = mode === "parallel"
+    ? `parallel, ${plural(workers, "worker")}`
+    : mode;
+  const lab = pages.lab
+    ? `run the experiment at ${url}lab`
+    : `${PAGES.lab.file} was not found, so the lab is off`;
+  const started = `Listening on ${url} (${how}); ${lab}`;
 
   const stop = new AbortController();
   const drop = new AbortController();
-  const removeSignalListeners = onSignals(stop, drop);
-  const serving = { ...options, pages, signal: stop.signal, drop: drop.signal };
+  using _signals = onSignals(stop, drop);
+  // One line for the whole server, whatever the mode.
+  stop.signal.addEventListener(
+    "abort",
+    () =>
+      log(
+        `Stopping on ${stop.signal.reason}: no new connections; requests in flight have ${graceMs} ms to finish`,
+      ),
+  );
+  const running = { pages, stop: stop.signal, drop: drop.signal };
   let code = 0;
-  try {
-    if (parallel) code = await serveInWorkers(listener, serving, started);
-    else {
-      print(started);
-      await serve(listener, {
-        ...serving,
-        mode,
-        log: (line) => print(`${localTime()} ${line}`),
-      });
-    }
-  } finally {
-    removeSignalListeners();
+  if (mode === "parallel") {
+    code = await serveInWorkers(listener, options, running, started);
+  } else {
+    print(started);
+    await serve(listener, {
+      ...libraryOptions(options),
+      ...running,
+      mode,
+      log,
+    });
   }
   if (drop.signal.aborted) return 130;
   if (code === 0) print("Stopped");
   return code;
 }
 
-const USAGE =
-  "Usage: main.ts [serial|concurrent|parallel] [options]; see --help";
+/** Says why main() cannot go on, and returns the exit code; 0 is for --help. */
+function refuse(message: string, code = 1): number {
+  if (code === 0) print(message);
+  else console.error(`error: ${message}`);
+  return code;
+}
 
 /**
  * Listens on `hostname:port`; in parallel mode with SO_REUSEPORT, for the
@@ -1218,27 +1112,18 @@ const USAGE =
 function listen(hostname: string, port: number, parallel: boolean) {
   const listener = Deno.listen({ hostname, port });
   if (!parallel) return listener;
-  const { port: chosen } = listener.addr;
   listener.close();
-  return Deno.listen({ hostname, port: chosen, reusePort: true });
+  return Deno.listen({ hostname, port: listener.addr.port, reusePort: true });
 }
-
-/** What a server logs when it stops: no new connections, and the grace. */
-function stoppingLine(reason: unknown, graceMs: number): string {
-  const why = typeof reason === "string" ? ` on ${reason}` : "";
-  const grace = `requests in flight have ${graceMs} ms to finish`;
-  return `${STOPPING}${why}: no new connections; ${grace}`;
-}
-const STOPPING = "Stopping";
 
 /**
  * Aborts `stop` on SIGINT or SIGTERM, and `drop` on a second one: the
  * requests in flight are dropped, and main() exits 130. A terminal sends
  * Ctrl-C to the whole process group, and `deno task` passes it on too, so
  * one press can arrive twice: a repeat within half a second is the same
- * press. Returns a function that removes the listeners.
+ * press. Disposing of the result removes the listeners.
  */
-function onSignals(stop: AbortController, drop: AbortController) {
+function onSignals(stop: AbortController, drop: AbortController): Disposable {
   const signals: Deno.Signal[] = Deno.build.os === "windows"
     ? ["SIGINT"]
     : ["SIGINT", "SIGTERM"];
@@ -1255,70 +1140,66 @@ function onSignals(stop: AbortController, drop: AbortController) {
     }
   });
   signals.forEach((s, i) => Deno.addSignalListener(s, handlers[i]));
-  return () =>
+  const remove = () =>
     signals.forEach((s, i) => Deno.removeSignalListener(s, handlers[i]));
+  return { [Symbol.dispose]: remove };
 }
 
-/** Prints a line; a standard output that fails (`> /dev/full`) loses it. */
-function print(line: string): void {
-  report(console.log, line);
-}
+/** Prints a line to standard output, which may fail (`> /dev/full`). */
+const print = safely(console.log);
 
-/** The local time of day, to the millisecond: `14:03:27.042`. */
-function localTime(now = new Date()): string {
+/** Prints a line after the local time of day, to the millisecond. */
+function log(line: string): void {
+  const now = new Date();
   const ms = String(now.getMilliseconds()).padStart(3, "0");
-  return `${now.toTimeString().slice(0, 8)}.${ms}`;
+  print(`${now.toTimeString().slice(0, 8)}.${ms} ${line}`);
 }
 
 /** A hostname as a URL or `--allow-net` spells it: IPv6 in brackets. */
-function bracketed(hostname: string): string {
-  return hostname.includes(":") ? `[${hostname}]` : hostname;
-}
+const bracketed = (hostname: string) =>
+  hostname.includes(":") ? `[${hostname}]` : hostname;
 
 /**
- * One line saying why `Deno.listen()` failed, without a stack trace; for a
- * missing permission, the command that has it: the read permission the
- * user gave, the network one added, and the same arguments.
+ * Why `Deno.listen()` failed, in one line; for a missing permission, the
+ * command that has it: the user's read permission and arguments, with the
+ * network permission added.
  */
 function whyNotListening(
   error: unknown,
   { hostname, port, mode }: CommandLine,
   args: readonly string[],
 ) {
-  const why = error instanceof Error ? error.message : String(error);
   const address = `${bracketed(hostname)}:${port}`;
   if (error instanceof Deno.errors.AddrInUse) {
     return `Address ${address} is already in use; stop what uses it or choose another --port`;
   }
-  if (error instanceof Deno.errors.NotCapable) {
-    const net = `--allow-net=${bracketed(hostname)}`;
-    const command = [
-      "deno run",
-      ...(mode === "parallel" ? ["--unstable-net"] : []),
-      hostname.includes(":") ? `'${net}'` : net, // zsh would glob [::1]
-      readFlagGiven(),
-      "main.ts",
-      ...args,
-    ];
-    return `No permission to listen on ${address}; run: ${command.join(" ")}`;
-  }
   if (error instanceof Deno.errors.PermissionDenied) {
     return `The system does not allow listening on ${address}; ports below 1024 need privileges`;
   }
-  return `Cannot listen on ${address}: ${why}`;
+  if (!(error instanceof Deno.errors.NotCapable)) {
+    return `Cannot listen on ${address}: ${(error as Error).message}`;
+  }
+  const net = `--allow-net=${bracketed(hostname)}`;
+  const command = [
+    "deno run",
+    ...(mode === "parallel" ? ["--unstable-net"] : []),
+    hostname.includes(":") ? `'${net}'` : net, // zsh would glob [::1]
+    readFlagGiven(),
+    "main.ts",
+    ...args,
+  ];
+  return `No permission to listen on ${address}; run: ${command.join(" ")}`;
 }
 
 /** The `--allow-read` flag that gave what main.ts has, as near as it can. */
 function readFlagGiven(): string {
   const granted = (path?: string) =>
     Deno.permissions.querySync({ name: "read", path }).state === "granted";
-  if (granted()) return "--allow-read";
-  if (granted(".")) return "--allow-read=.";
   const folder = import.meta.dirname; // undefined for a remote module
-  if (folder === undefined || granted(folder)) {
-    return `--allow-read${folder ? `=${folder}` : ""}`;
-  }
-  const files = [...Object.values(PAGE_FILES), "main.ts"];
+  if (granted() || folder === undefined) return "--allow-read";
+  if (granted(".")) return "--allow-read=.";
+  if (granted(folder)) return `--allow-read=${folder}`;
+  const files = [...Object.values(PAGES).map((p) => p.file), "main.ts"];
   return `--allow-read=${files.map((file) => `${folder}/${file}`).join(",")}`;
 }
 

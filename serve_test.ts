@@ -52,7 +52,7 @@ Deno.test(
     const served = serve(listener, {
       mode: "concurrent",
       pages,
-      signal: stop.signal,
+      stop: stop.signal,
       log: (line) => logs.push(line),
     });
     const addr = { hostname: "127.0.0.1", port: listener.addr.port };
@@ -60,23 +60,47 @@ Deno.test(
     assertEquals(await response.response, OK_HELLO);
     stop.abort();
     await served;
-    assertMatch(logs[1], /requests in flight have 10000 ms to finish$/);
+    assertEquals(logs.length, 1);
+    assertMatch(logs[0], /^GET \/ 200 /);
   }),
 );
 
 Deno.test("handle() throws at once for options that make no sense, and leaves the connection untouched", () => {
   const bad: [Record<string, unknown>, ErrorConstructor, string][] = [
-    [{ pages: undefined }, TypeError, "pages must be three Uint8Arrays"],
+    [
+      { pages: undefined },
+      TypeError,
+      "pages.hello must be a Uint8Array; see loadPages()",
+    ],
     [
       { maxHeadBytes: NaN },
       TypeError,
       "maxHeadBytes must be a number, not NaN",
     ],
-    [{ headTimeoutMs: 0 }, RangeError, "headTimeoutMs must be from 1 to"],
+    [
+      { headTimeoutMs: 0 },
+      RangeError,
+      "headTimeoutMs must be a whole number from 1 to",
+    ],
+    [
+      { graceMs: 10 },
+      TypeError,
+      "graceMs is an option of serve(), not handle()",
+    ],
+    [
+      { mode: "serial" },
+      TypeError,
+      "mode is an option of serve(), not handle()",
+    ],
+    [
+      { hostname: "::1" },
+      TypeError,
+      "hostname is an option of the command line, not handle()",
+    ],
     [
       { sendTimeoutMs: Infinity },
       RangeError,
-      "sendTimeoutMs must be from 1 to",
+      "sendTimeoutMs must be a whole number from 1 to",
     ],
   ];
   for (const [options, ErrorClass, message] of bad) {
@@ -102,12 +126,45 @@ Deno.test(
         TypeError,
         'mode must be "serial" or "concurrent"',
       ],
-      [{ pages: undefined }, TypeError, "pages must be three Uint8Arrays"],
-      [{ headTimeoutMs: -1 }, RangeError, "headTimeoutMs must be from 1 to"],
-      [{ maxHeadBytes: 0 }, RangeError, "maxHeadBytes must be from 64 to"],
-      [{ sleepMs: 1.5 }, RangeError, "sleepMs must be from 0 to"],
-      [{ maxInFlight: 0 }, RangeError, "maxInFlight must be from 1 to"],
-      [{ graceMs: "10" }, TypeError, "graceMs must be a number, not 10"],
+      [
+        { pages: undefined },
+        TypeError,
+        "pages.hello must be a Uint8Array; see loadPages()",
+      ],
+      [
+        { headTimeoutMs: -1 },
+        RangeError,
+        "headTimeoutMs must be a whole number from 1 to",
+      ],
+      [
+        { maxHeadBytes: 0 },
+        RangeError,
+        "maxHeadBytes must be a whole number from 64 to",
+      ],
+      [
+        { sleepMs: 1.5 },
+        RangeError,
+        "sleepMs must be a whole number from 0 to",
+      ],
+      [
+        { maxInFlight: 0 },
+        RangeError,
+        "maxInFlight must be a whole number from 1 to",
+      ],
+      [{ graceMs: "10" }, TypeError, 'graceMs must be a number, not "10"'],
+      [{ sleepMs: "2000" }, TypeError, 'sleepMs must be a number, not "2000"'],
+      [{ quiet: "no" }, TypeError, 'quiet must be a boolean, not "no"'],
+      [
+        { port: 9000 },
+        TypeError,
+        "port is an option of the command line, not serve()",
+      ],
+      [
+        { workers: 2 },
+        TypeError,
+        "workers is an option of the command line, not serve()",
+      ],
+      [{ sleepMS: 10 }, TypeError, 'serve() has no option "sleepMS"'],
       [{ sleepMs: NaN }, TypeError, "sleepMs must be a number, not NaN"],
     ];
     for (const [options, ErrorClass, message] of bad) {
@@ -136,11 +193,15 @@ Deno.test(
 Deno.test(
   "serve() with quiet logs no line per connection, but still its own events",
   withDeadline(async () => {
-    const server = startServer("concurrent", { quiet: true });
+    const server = startServer("concurrent", { quiet: true, graceMs: 0 });
     assertEquals(await (await send(server.addr, get("/"))).response, OK_HELLO);
+    using _sleeper = await Deno.connect(server.addr);
+    await _sleeper.write(new TextEncoder().encode(get("/sleep")));
+    await delay(100); // for the head to arrive
     await server.stop();
-    assertEquals(server.logs.length, 1);
-    assertMatch(server.logs[0], /^Stopping: no new connections/);
+    assertEquals(server.logs, [
+      "Dropping 1 request still in flight after the grace period of 0 ms",
+    ]);
   }),
 );
 
@@ -306,13 +367,13 @@ Deno.test(
 // Stopping
 
 Deno.test(
-  "handle() drops the request when its signal is aborted, whether it waits for the head or sleeps",
+  "handle() drops the request when its drop signal is aborted, whether it waits for the head or sleeps",
   withDeadline(async () => {
     for (const request of ["GET /", get("/sleep")]) {
       const drop = new AbortController();
       const conn = new MemoryConn(request, { endOfInput: "wait" });
       const handled = handleInMemory(conn, {
-        signal: drop.signal,
+        drop: drop.signal,
         headTimeoutMs: 60_000,
         sleepMs: 60_000,
       });

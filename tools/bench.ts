@@ -10,9 +10,15 @@
  * then hits one round of one server, not a whole column.
  *
  * ```sh
- * deno task bench            # the full run, a few minutes
- * deno task bench --quick    # smaller numbers, about half a minute: checks it runs
+ * deno task bench                       # the full run, a few minutes
+ * deno task bench --quick               # smaller numbers: checks it runs
+ * deno task bench --versus=old/main.ts  # main.ts head to head with another
  * ```
+ *
+ * `--versus` measures only main.ts against another version of it (kept with
+ * its pages in a folder under this one, for the read permission), taking
+ * turns: CPU time per request, memory after the load, and memory per held
+ * connection. It is how a device kept for speed or memory earns its place.
  *
  * Requests per second use wrk when it is installed (Debian: `apt-get install
  * wrk`), and a Deno client otherwise; the table says which. CPU time and
@@ -33,10 +39,15 @@ import { startNginx } from "./nginx.ts";
 import { type ServerProcess, startServerProcess } from "./server_process.ts";
 
 const quick = Deno.args.includes("--quick");
-const unknown = Deno.args.filter((arg) => arg !== "--quick");
-if (unknown.length > 0) {
+const versus = Deno.args.find((arg) => arg.startsWith("--versus="))
+  ?.slice("--versus=".length);
+const unknown = Deno.args.filter((arg) =>
+  arg !== "--quick" && !arg.startsWith("--versus=")
+);
+if (unknown.length > 0 || versus === "") {
   console.error(
-    `error: Unknown argument "${unknown[0]}"\nUsage: bench.ts [--quick]`,
+    `error: Unknown argument "${unknown[0] ?? "--versus="}"\n` +
+      "Usage: bench.ts [--quick] [--versus=OTHER_MAIN.ts]",
   );
   Deno.exit(2);
 }
@@ -712,6 +723,69 @@ async function heldRows(): Promise<Row[]> {
   return rows;
 }
 
+/**
+ * main.ts head to head with `other`, another version of it: CPU time per
+ * request and memory after the load, taking turns; then memory per
+ * connection held before its first byte and mid-head, one after the other.
+ */
+async function versusRows(other: string): Promise<Row[]> {
+  const script = new URL(other, `file://${Deno.cwd()}/`).href;
+  const rows: Row[] = [];
+  {
+    await using ours = await startServerProcess(["concurrent", "--quiet"]);
+    await using theirs = await startServerProcess(["concurrent", "--quiet"], {
+      script,
+    });
+    const contenders = [
+      { name: "main.ts", port: ours.port, process: ours },
+      { name: other, port: theirs.port, process: theirs },
+    ];
+    const useWrk = await installed("wrk", ["--version"]);
+    const turns = await takeTurns(contenders, useWrk);
+    await topUp(turns, useWrk);
+    const summaries = await summarize(turns);
+    const [a, b] = [summaries.get("main.ts")!, summaries.get(other)!];
+    rows.push([
+      `server CPU time per request of / (median of ${SIZES.rounds} turns)`,
+      `${fixed(a.cpuUsPerRequest)} µs`,
+      `${other} ${fixed(b.cpuUsPerRequest)} µs (${
+        fixed(a.cpuUsPerRequest / b.cpuUsPerRequest, 3)
+      }×)`,
+      "within 5 %",
+      met(a.cpuUsPerRequest <= 1.05 * b.cpuUsPerRequest),
+    ], [
+      `resident memory after at least ${SIZES.sustained / 1000}k requests`,
+      mib(a.residentBytes),
+      `${other} ${mib(b.residentBytes)} (${
+        fixed(a.residentBytes / b.residentBytes, 3)
+      }×)`,
+      "within 10 %",
+      met(a.residentBytes <= 1.1 * b.residentBytes),
+    ]);
+  }
+  for (const idle of [true, false]) {
+    const perConnection = async (options: { script?: string }) => {
+      await using server = await startServerProcess([
+        "concurrent",
+        "--head-timeout-ms=600000",
+      ], options);
+      return await residentPerConnection(server, SIZES.held, { idle }) / KiB;
+    };
+    const ours = await perConnection({});
+    const theirs = await perConnection({ script });
+    rows.push([
+      `resident memory per connection, ${SIZES.held} held ${
+        idle ? "before their first byte" : "mid-head"
+      }`,
+      `${fixed(ours)} KiB`,
+      `${other} ${fixed(theirs)} KiB (${fixed(ours - theirs)} KiB more)`,
+      "within 1 KiB",
+      met(ours - theirs <= 1),
+    ]);
+  }
+  return rows;
+}
+
 async function machine(): Promise<string> {
   // Deno reads /proc only with --allow-all; sh reads it for us.
   const { stdout } = await new Deno.Command("sh", {
@@ -725,16 +799,15 @@ if (import.meta.main) {
   console.error(`Benchmarking${quick ? " (quick)" : ""} on ${await machine()}`);
   const started = performance.now();
   const rows: Row[] = [];
-  for (
-    const section of [
-      burstRows,
-      latencyRows,
-      loadRows,
-      garbageRows,
-      maxInFlightRows,
-      heldRows,
-    ]
-  ) {
+  const sections = versus ? [() => versusRows(versus)] : [
+    burstRows,
+    latencyRows,
+    loadRows,
+    garbageRows,
+    maxInFlightRows,
+    heldRows,
+  ];
+  for (const section of sections) {
     for (const row of await section()) {
       rows.push(row);
       console.error(`  ${row.join(" | ")}`);

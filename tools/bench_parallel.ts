@@ -19,6 +19,8 @@ import { readResponse, writeAll } from "./clients.ts";
 import { startServerProcess } from "./server_process.ts";
 
 const quick = Deno.args.includes("--quick");
+// bench.ts alone measures --versus: parallel mode is not compared then.
+if (Deno.args.some((arg) => arg.startsWith("--versus="))) Deno.exit(0);
 const unknown = Deno.args.filter((arg) => arg !== "--quick");
 if (unknown.length > 0) {
   console.error(

@@ -280,7 +280,7 @@ export interface TestServer extends AsyncDisposable {
   readonly url: string;
   /** Every line it logged so far. */
   readonly logs: string[];
-  /** Aborts its signal and waits for serve() to resolve. */
+  /** Aborts its stop signal and waits for serve() to resolve. */
   stop(): Promise<void>;
 }
 
@@ -304,7 +304,7 @@ export function startServer(
     headTimeoutMs: 2000,
     graceMs: 5000,
     log: (line) => logs.push(line),
-    signal: controller.signal,
+    stop: controller.signal,
     ...overrides,
   });
   const addr = { hostname: "127.0.0.1", port: listener.addr.port };
