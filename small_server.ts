@@ -1,9 +1,15 @@
 // deno-lint-ignore no-import-prefix
 import { parseArgs } from "jsr:@std/cli@^1.0.32/parse-args";
 
-const { _: [mode = "concurrent"], port = 7878 } = parseArgs(Deno.args);
-const hello = await Deno.readFile("hello.html");
-const notFound = await Deno.readFile("404.html");
+const { _: [mode = "concurrent"], port = 7878 } = parseArgs(Deno.args, {
+  unknown(arg, key) { // every argument comes here: a typo stops the program
+    if (key === "port" || arg === "serial" || arg === "concurrent") return true;
+    console.error(`error: Unknown ${key ? "flag" : "mode"} "${arg}"`);
+    Deno.exit(2);
+  },
+});
+const hello = await Deno.readFile(new URL("hello.html", import.meta.url));
+const notFound = await Deno.readFile(new URL("404.html", import.meta.url));
 
 const listener = Deno.listen({ hostname: "127.0.0.1", port: Number(port) });
 console.log(`Listening on http://127.0.0.1:${listener.addr.port}/ (${mode})`);

@@ -18,32 +18,58 @@ function readmeBlocks(): string[] {
   return [...readme.matchAll(/```ts ignore\n([^]*?)```/g)].map((m) => m[1]);
 }
 
-/** A program running as `deno run`, from the repository's folder. */
+/**
+ * Settles as `promise` does, or rejects once `ms` have passed: a program that
+ * hangs fails its test rather than stalling the run.
+ */
+async function within<T>(promise: Promise<T>, ms: number, what: string) {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`No ${what} in ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A program running as `deno run`. */
 interface Program extends AsyncDisposable {
-  addr: Address;
-  /** Resolves with what it printed to stdout and stderr once it exited. */
-  exited: Promise<{ code: number; output: string }>;
+  /** The port of its "Listening on" line; rejects if it exits first. */
+  listening: Promise<number>;
+  /** Resolves with what it printed once it exited: each stream, and both. */
+  exited: Promise<
+    { code: number; stdout: string; stderr: string; output: string }
+  >;
   kill(signal: Deno.Signal): void;
 }
 
-/**
- * Starts a program (a file name, or the source itself on stdin) and waits for
- * its "Listening on" line, which names the port.
- */
-async function start(
+/** Where a program runs, and what it may read. */
+interface Place {
+  /** The working folder; the repository's by default. */
+  cwd?: string;
+  /** The --allow-read list; `.` by default. */
+  allowRead?: string;
+}
+
+/** Starts a program: a file name, or the source itself on stdin. */
+async function launch(
   program: { file: string } | { source: string },
   args: readonly string[],
+  { cwd = folder, allowRead = "." }: Place = {},
 ): Promise<Program> {
   const child = new Deno.Command("deno", {
     args: [
       "run",
+      "--quiet", // no "Download" or "Check" lines: only what the program says
       "--check",
       "--allow-net=127.0.0.1",
-      "--allow-read=.",
+      `--allow-read=${allowRead}`,
       "file" in program ? program.file : "-",
       ...args,
     ],
-    cwd: folder,
+    cwd,
     stdin: "file" in program ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
@@ -53,21 +79,30 @@ async function start(
     await input.write(encoder.encode(program.source));
     await input.close();
   }
-  let output = "";
+  const printed = { stdout: "", stderr: "", output: "" };
   const listening = Promise.withResolvers<number>();
-  const collect = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-      output += text;
-      const port = /Listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(output);
+  // Awaited only by start(): a program that exits before it listens is no
+  // unhandled rejection for the tests that expect it to.
+  listening.promise.catch(() => {});
+  const collect = async (stream: "stdout" | "stderr") => {
+    const texts = child[stream].pipeThrough(new TextDecoderStream());
+    for await (const text of texts) {
+      printed[stream] += text;
+      printed.output += text;
+      const port = /Listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(
+        printed.output,
+      );
       if (port) listening.resolve(Number(port[1]));
     }
   };
   const exited = Promise.all([
     child.status,
-    collect(child.stdout),
-    collect(child.stderr),
-  ]).then(([status]) => ({ code: status.code, output }));
-  exited.then(() => listening.reject(new Error(`Exited early: ${output}`)));
+    collect("stdout"),
+    collect("stderr"),
+  ]).then(([status]) => ({ code: status.code, ...printed }));
+  exited.then(() =>
+    listening.reject(new Error(`Exited early: ${printed.output}`))
+  );
   const kill = (signal: Deno.Signal) => {
     try {
       child.kill(signal);
@@ -75,30 +110,52 @@ async function start(
       // It has exited already.
     }
   };
+  return {
+    listening: listening.promise,
+    exited,
+    kill,
+    async [Symbol.asyncDispose]() {
+      kill("SIGKILL");
+      await exited;
+    },
+  };
+}
+
+/** Starts a program and waits, for a minute at most, until it listens. */
+async function start(
+  program: { file: string } | { source: string },
+  args: readonly string[],
+  place?: Place,
+): Promise<Program & { addr: Address }> {
+  const started = await launch(program, args, place);
   try {
-    const port = await listening.promise;
-    return {
-      addr: { hostname: "127.0.0.1", port },
-      exited,
-      kill,
-      async [Symbol.asyncDispose]() {
-        kill("SIGKILL");
-        await exited;
-      },
-    };
+    const port = await within(started.listening, 60_000, "Listening line");
+    return { ...started, addr: { hostname: "127.0.0.1", port } };
   } catch (error) {
-    kill("SIGKILL");
-    await exited;
+    await started[Symbol.asyncDispose]();
     throw error;
   }
 }
 
-Deno.test("small_server.ts is the README's first program, word for word, in at most 45 lines", async () => {
+/** Runs small_server.ts until it exits, for a minute at most. */
+async function runToExit(args: readonly string[]) {
+  await using program = await launch({ file: "small_server.ts" }, args);
+  return await within(program.exited, 60_000, "exit");
+}
+
+/** Sends a request and waits for the whole answer, for 20 s at most. */
+async function ask(addr: Address, path: string): Promise<string> {
+  const { response } = await send(addr, get(path));
+  return await within(response, 20_000, `answer to ${path}`);
+}
+
+Deno.test("small_server.ts is the README's first program, word for word, in at most 49 lines", async () => {
   const file = await Deno.readTextFile(
     new URL("small_server.ts", import.meta.url),
   );
   assertEquals(readmeBlocks()[0], file);
-  assertLess(file.trimEnd().split("\n").length, 46);
+  // "About 45 lines": the lesson, the check of its arguments, nothing more.
+  assertLess(file.trimEnd().split("\n").length, 50);
 });
 
 Deno.test("small_server.ts type-checks, and serves / after /sleep in serial mode and before it in concurrent mode", async () => {
@@ -114,14 +171,67 @@ Deno.test("small_server.ts type-checks, and serves / after /sleep in serial mode
       const slow = await send(server.addr, get("/sleep"));
       await delay(200);
       const fast = await send(server.addr, get("/"));
-      await Promise.all([
-        slow.response.then(() => finished.push("/sleep")),
-        fast.response.then(() => finished.push("/")),
-      ]);
+      await within(
+        Promise.all([
+          slow.response.then(() => finished.push("/sleep")),
+          fast.response.then(() => finished.push("/")),
+        ]),
+        30_000,
+        "answers",
+      );
       return finished[0];
     }),
   );
   assertEquals(finishedFirst, ["/sleep", "/"]);
+});
+
+Deno.test("small_server.ts run from another folder serves the pages beside it", async () => {
+  // As a reader runs it after `cd /tmp`: nothing to read where it runs.
+  await using server = await start(
+    { file: `${folder}/small_server.ts` },
+    ["--port=0"],
+    { cwd: "/", allowRead: folder },
+  );
+  const [hello, notFound] = await Promise.all(
+    ["hello.html", "404.html"].map((page) =>
+      Deno.readTextFile(new URL(page, import.meta.url))
+    ),
+  );
+  const [root, elsewhere] = await Promise.all([
+    ask(server.addr, "/"),
+    ask(server.addr, "/elsewhere"),
+  ]);
+  assert(root.startsWith("HTTP/1.1 200 OK\r\n"), root);
+  assert(root.endsWith(`\r\n\r\n${hello}`), root);
+  assert(elsewhere.startsWith("HTTP/1.1 404 Not Found\r\n"), elsewhere);
+  assert(elsewhere.endsWith(`\r\n\r\n${notFound}`), elsewhere);
+});
+
+Deno.test("small_server.ts stops with one line and exit code 2 at a mode it does not know, such as Serial", async () => {
+  // Before the fix, Serial printed "(Serial)" and served concurrently.
+  const { code, stdout, stderr } = await runToExit(["Serial", "--port=0"]);
+  assertEquals({ code, stdout, stderr }, {
+    code: 2,
+    stdout: "",
+    stderr: 'error: Unknown mode "Serial"\n',
+  });
+});
+
+Deno.test("small_server.ts stops with one line and exit code 2 at a flag it does not know, such as main.ts's --sleep-ms", async () => {
+  const cases = [
+    [["serial", "--sleep-ms=2000", "--port=0"], "--sleep-ms=2000"],
+    [["--port=0", "--sleep-ms", "2000"], "--sleep-ms"],
+    [["--port=0", "-p", "8080"], "-p"],
+  ] as const;
+  const runs = await Promise.all(cases.map(([args]) => runToExit(args)));
+  assertEquals(
+    runs.map(({ code, stdout, stderr }) => ({ code, stdout, stderr })),
+    cases.map(([, flag]) => ({
+      code: 2,
+      stdout: "",
+      stderr: `error: Unknown flag "${flag}"\n`,
+    })),
+  );
 });
 
 Deno.test("small_server.ts in serial mode is held by an idle connection for a few seconds, not for ever", async () => {
@@ -133,21 +243,19 @@ Deno.test("small_server.ts in serial mode is held by an idle connection for a fe
   const idle = await Deno.connect(server.addr);
   try {
     const started = performance.now();
-    const fast = await send(server.addr, get("/"));
-    // Without the program's timeout this would wait for ever: fail instead.
-    const deadline = Promise.withResolvers<string>();
-    const timer = setTimeout(
-      () => deadline.resolve("no answer within 20 s"),
-      20_000,
-    );
-    const answer = await Promise.race([fast.response, deadline.promise]);
-    clearTimeout(timer);
+    // Without the program's timeout this would wait for ever: ask() fails
+    // after 20 s instead.
+    const answer = await ask(server.addr, "/");
     assert(answer.startsWith("HTTP/1.1 200 OK\r\n"), answer);
     // The program gives up on the idle connection after 3 s; the margin
     // is for a busy machine.
     assertLess(performance.now() - started, 10_000);
     // ...and it closed the idle connection rather than answering it.
-    assertEquals(await idle.read(new Uint8Array(16)), null);
+    const read = idle.read(new Uint8Array(16));
+    assertEquals(
+      await within(read, 20_000, "end of the idle connection"),
+      null,
+    );
   } finally {
     idle.close();
   }
@@ -164,8 +272,8 @@ Deno.test("the README's script on main.ts serves, and on SIGINT lets a /sleep in
   // Give the server time to read the head, then stop it.
   await delay(500);
   server.kill("SIGINT");
-  const answer = await sleeping.response;
-  const { code, output } = await server.exited;
+  const answer = await within(sleeping.response, 20_000, "answer");
+  const { code, output } = await within(server.exited, 20_000, "exit");
   assert(answer.startsWith("HTTP/1.1 200 OK\r\n"), `${answer}\n${output}`);
   assertEquals(code, 0, output);
   assert(output.trimEnd().endsWith("Stopped"), output);
