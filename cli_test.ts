@@ -43,6 +43,7 @@ Deno.test("parseCommandLine() takes the mode and flags, with defaults for the re
     graceMs: 0,
     maxHeadBytes: 1024,
     workers: DEFAULTS.workers,
+    trace: false,
     help: false,
   };
   assertEquals(
@@ -205,13 +206,19 @@ Deno.test(
         );
       }
       assertMatch(help, /\n {2}--quiet {2,}\S/);
+      assertMatch(help, /\n {2}--trace {2,}\S/);
       assertMatch(help, /\n {2}-h, --help {2,}\S/);
       // Those are all the options it lists, each once: none is left out here.
       const listed = help.split("\n").filter((line) => /^ {2}-/.test(line))
         .map((line) => line.trim().split(/ {2,}/)[0]);
       assertEquals(
         listed.toSorted(),
-        [...withDefaults.map(([option]) => option), "--quiet", "-h, --help"]
+        [
+          ...withDefaults.map(([option]) => option),
+          "--quiet",
+          "--trace",
+          "-h, --help",
+        ]
           .toSorted(),
       );
       assertMatch(help, /\nExamples:\n {2}deno run /);
@@ -455,4 +462,121 @@ Deno.test("the README's options table lists every option of --help, with its def
       : `\`${value}\``;
     assertEquals(rows.get(flag), expected, flag);
   }
+});
+
+// ---------------------------------------------------------------------------
+// Run as Deno users run a script: from a URL, from a copy, as ./main.ts
+
+/**
+ * Serves the project's files over HTTP on 127.0.0.1, TypeScript as such, as
+ * a web server or JSR would, but for `missing`.
+ */
+function serveFolder(missing: string[] = []) {
+  return Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (request) => {
+      const path = new URL(request.url).pathname;
+      if (missing.includes(path.slice(1))) {
+        return new Response("Not Found", { status: 404 });
+      }
+      const type = path.endsWith(".ts")
+        ? "application/typescript"
+        : "text/html";
+      const body = await Deno.readFile(`${folder}${path}`);
+      return new Response(body, { headers: { "content-type": type } });
+    },
+  );
+}
+
+for (const mode of ["serial", "concurrent", "parallel"]) {
+  Deno.test({
+    name:
+      `main.ts run from an http:// URL serves / and /lab in ${mode} mode, with no read permission`,
+    // Parallel mode needs reusePort (SO_REUSEPORT), which Deno has on Linux.
+    ignore: mode === "parallel" && Deno.build.os !== "linux",
+    fn: withDeadline(async () => {
+      await using files = serveFolder();
+      const main = `http://127.0.0.1:${files.addr.port}/main.ts`;
+      const parallel = mode === "parallel";
+      const args = [mode, "--port=0", ...(parallel ? ["--workers=2"] : [])];
+      const server = await spawnMain(args, {
+        main,
+        allowRead: "",
+        unstableNet: parallel,
+      });
+      assertEquals(server.mode, mode, server.firstLine);
+      const expected = [["/", 200], ["/lab", 200], ["/x", 404]] as const;
+      for (const [path, status] of expected) {
+        const response = await fetch(`${server.url}${path.slice(1)}`);
+        await response.body?.cancel();
+        assertEquals(response.status, status, path);
+      }
+      server.kill("SIGTERM");
+      assertEquals((await server.exited()).code, 0);
+    }),
+  });
+}
+
+Deno.test(
+  "main.ts run from a URL where a page is missing says which, in one line, and exits 1",
+  withDeadline(async () => {
+    await using files = serveFolder(["404.html"]);
+    const origin = `http://127.0.0.1:${files.addr.port}`;
+    const { code, stdout, stderr } = await mainCommand(["--port=0"], {
+      main: `${origin}/main.ts`,
+      allowRead: "",
+    }).output();
+    assertEquals(code, 1);
+    assertEquals(decoder.decode(stdout), "");
+    assertEquals(
+      decoder.decode(stderr).replace(/^.*Download.*\n/gm, ""),
+      `error: Cannot load ${origin}/404.html: 404 Not Found\n`,
+    );
+  }),
+);
+
+Deno.test(
+  "main.ts copied with only the book's two pages serves them, says the lab is off, and answers /lab with 404",
+  withDeadline(async () => {
+    // .chromium/ is the one scratch folder the test task may write to.
+    await Deno.mkdir(`${folder}/.chromium`, { recursive: true });
+    const copy = await Deno.makeTempDir({ dir: `${folder}/.chromium` });
+    try {
+      for (const file of ["main.ts", "hello.html", "404.html"]) {
+        await Deno.copyFile(`${folder}/${file}`, `${copy}/${file}`);
+      }
+      const server = await spawnMain(["serial", "--port=0"], {
+        main: new URL(`file://${copy}/main.ts`).href,
+        allowRead: copy,
+      });
+      assertStringIncludes(
+        server.firstLine,
+        "(serial); lab.html was not found, so the lab is off\n",
+      );
+      for (const [path, status] of [["/", 200], ["/lab", 404]] as const) {
+        const response = await fetch(`${server.url}${path.slice(1)}`);
+        await response.body?.cancel();
+        assertEquals(response.status, status, path);
+      }
+      server.kill("SIGTERM");
+      assertEquals((await server.exited()).code, 0);
+    } finally {
+      await Deno.remove(copy, { recursive: true });
+    }
+  }),
+);
+
+Deno.test({
+  name: "./main.ts runs as a script, by its #! line",
+  ignore: Deno.build.os === "windows", // no #! lines there
+  fn: withDeadline(async () => {
+    const { code, stdout } = await new Deno.Command("sh", {
+      args: ["-c", "./main.ts --help"],
+      cwd: folder,
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    assertEquals(code, 0);
+    assertStringIncludes(decoder.decode(stdout), "Usage: main.ts ");
+  }),
 });

@@ -11,8 +11,10 @@ import {
   assertLess,
   assertMatch,
   assertNotMatch,
+  assertRejects,
 } from "@std/assert";
 import {
+  type Address,
   garbageHeads,
   send as sendTimed,
   sendGarbage,
@@ -34,6 +36,7 @@ import {
   send,
   startServer,
   statusPage,
+  TEXT,
   withDeadline,
 } from "./tools/testing.ts";
 
@@ -459,5 +462,134 @@ Deno.test(
     // One line per connection, and never a stack trace.
     assertEquals(server.logs.length, heads.length + 1);
     for (const line of server.logs) assertNotMatch(line, /\n/);
+  }),
+);
+
+// ---------------------------------------------------------------------------
+// RFC details: HEAD, OPTIONS *, an empty line first
+
+Deno.test(
+  "handle() sends no content in answer to HEAD, whatever the status (RFC 9110 §9.3.2)",
+  withDeadline(async () => {
+    for (
+      const [request, status] of [
+        ["HEAD / HTTP/1.1\r\n\r\n", "400 Bad Request"], // no Host
+        [
+          "HEAD / HTTP/2.0\r\nHost: x\r\n\r\n",
+          "505 HTTP Version Not Supported",
+        ],
+        [
+          "HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 2\r\n\r\n",
+          "400 Bad Request",
+        ],
+        [
+          "HEAD / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+          "501 Not Implemented",
+        ],
+      ]
+    ) {
+      const conn = new MemoryConn(request, { endOfInput: "eof" });
+      await handleInMemory(conn);
+      const expected = expectedResponse(status, TEXT, `${status}\n`, {
+        withBody: false,
+      });
+      assertEquals(conn.response, expected, request);
+    }
+  }),
+);
+
+Deno.test(
+  "handle() answers OPTIONS * with 405 and Allow, as other methods (RFC 9112 §3.2.4)",
+  withDeadline(async () => {
+    const conn = new MemoryConn("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
+    const logs = await handleInMemory(conn);
+    assertEquals(
+      conn.response,
+      statusPage("405 Method Not Allowed", "Allow: GET, HEAD\r\n"),
+    );
+    assertMatch(logs[0], /^OPTIONS \* 405 /);
+  }),
+);
+
+Deno.test(
+  "handle() ignores one empty line before the request line, not two (RFC 9112 §2.2)",
+  withDeadline(async () => {
+    for (const before of ["\r\n", "\n"]) {
+      const conn = new MemoryConn(before + get("/"), { readSize: 2 });
+      await handleInMemory(conn);
+      assertEquals(conn.response, OK_HELLO, JSON.stringify(before));
+    }
+    const conn = new MemoryConn("\r\n\r\n" + get("/"), { endOfInput: "eof" });
+    await handleInMemory(conn);
+    assertEquals(conn.response, statusPage("400 Bad Request"));
+  }),
+);
+
+// ---------------------------------------------------------------------------
+// Clients that send a body: each gets its answer
+
+/** A request with a body of `bytes` bytes, as one buffer. */
+function withBody(method: string, bytes: number): Uint8Array {
+  const head = new TextEncoder().encode(
+    `${method} / HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${bytes}\r\n\r\n`,
+  );
+  const request = new Uint8Array(head.length + bytes).fill(0x78);
+  request.set(head);
+  return request;
+}
+
+/** Sends `request` whole, then reads the answer to its end. */
+async function exchange(addr: Address, request: Uint8Array): Promise<string> {
+  using conn = await Deno.connect(addr);
+  for (let written = 0; written < request.length;) {
+    written += await conn.write(request.subarray(written));
+  }
+  return await readToEnd(conn);
+}
+
+Deno.test(
+  "serve() answers 50 POSTs with a 1 MB body each, every one with its 405, and a GET with a body with its page",
+  withDeadline(async () => {
+    await using server = startServer("concurrent", { quiet: true });
+    const post = withBody("POST", 1_000_000);
+    const answers = await Promise.allSettled(
+      Array.from({ length: 50 }, () => exchange(server.addr, post)),
+    );
+    const expected = statusPage(
+      "405 Method Not Allowed",
+      "Allow: GET, HEAD\r\n",
+    );
+    const got = answers.filter((a) =>
+      a.status === "fulfilled" && a.value === expected
+    );
+    assertEquals(
+      got.length,
+      50,
+      JSON.stringify(answers.find((a) => a.status === "rejected")),
+    );
+    assertEquals(
+      await exchange(server.addr, withBody("GET", 1_000_000)),
+      OK_HELLO,
+    );
+  }),
+);
+
+Deno.test(
+  "serve() drains a body for a bounded time only: a client that keeps sending is closed",
+  withDeadline(async () => {
+    await using server = startServer("serial", { quiet: true });
+    using conn = await Deno.connect(server.addr);
+    const head = `POST / HTTP/1.1\r\nHost: x\r\nContent-Length: ${
+      2 ** 40
+    }\r\n\r\n`;
+    await writeAll(conn, head);
+    // Keep sending until the server closes; a write then fails.
+    const chunk = new Uint8Array(64 * 1024);
+    const started = performance.now();
+    await assertRejects(async () => {
+      while (performance.now() - started < 30_000) await conn.write(chunk);
+    });
+    // Serial mode: the next client is served, so the loop was let go.
+    assertEquals(await (await send(server.addr, get("/"))).response, OK_HELLO);
   }),
 );

@@ -1,3 +1,4 @@
+#!/usr/bin/env -S deno run --allow-net=127.0.0.1 --allow-read
 /**
  * One accept loop, two servers: `await handle(conn)` serves one client at a
  * time, a detached `handle(conn)` serves them all at once (and parallel mode
@@ -43,7 +44,7 @@ export async function serve(
 ): Promise<void> {
   using server = new Server(listener, options);
   const { mode, forEach, inFlight, maxInFlight } = server;
-  for await (const conn of retrying(listener, server.log)) {
+  for await (const conn of retrying(listener, server)) {
     if (mode === "serial") {
       // The loop waits here until this client is done. Meanwhile nothing
       // accepts: later clients wait in the kernel's backlog.
@@ -96,10 +97,15 @@ export function handle(
 async function answer(exchange: Exchange): Promise<StatusCode | string> {
   const head = await readHead(exchange);
   if (head === "closed") return "closed by the client before a whole request";
-  if (head === "too large") return await send(exchange, 431);
+  if (head === "too large") {
+    exchange.unread = true;
+    return await send(exchange, 431);
+  }
   const request = parseHead(head);
   exchange.requestLine = request.line ?? "-";
   exchange.withBody = request.method !== "HEAD";
+  exchange.unread ||= request.body === true;
+  exchange.options.onEvent?.(exchange.conn, `head: ${exchange.requestLine}`);
   if (request.error) return await send(exchange, request.error);
   const { sleepMs = DEFAULTS.sleepMs, drop } = exchange.options;
   if (request.path === "/sleep") {
@@ -150,11 +156,19 @@ interface Option {
 const MAX_DELAY = 2 ** 31 - 1; // the longest setTimeout() takes
 
 /**
- * Every option with a default, said once: DEFAULTS, the checks of serve()
- * and handle(), the command line and `--help` are made from it.
+ * Every option with a default, said once: its default, who takes it
+ * (handle() takes `"handle"` ones, serve() those and `"serve"` ones), its
+ * range if a number, and its line in `--help`. DEFAULTS, the checks of
+ * serve() and handle(), the command line and `--help` are made from it.
+ *
+ * @example The range of --port
+ * ```ts
+ * const [lowest, highest] = OPTIONS.port.range;
+ * console.assert(lowest === 0 && highest === 65535);
+ * ```
  */
 // deno-fmt-ignore
-const OPTIONS = {
+export const OPTIONS = {
   port: { default: 7878, for: "command line", range: [0, 65535],
     help: "the port; 0 takes any free one" },
   hostname: { default: "127.0.0.1", for: "command line",
@@ -174,14 +188,14 @@ const OPTIONS = {
   workers: { default: navigator.hardwareConcurrency, for: "command line",
     range: [1, 1024], help: "parallel: how many worker threads" },
   quiet: { default: false, for: "serve", help: "no line per connection" },
+  trace: { default: false, for: "serve",
+    help: "a line as each connection is accepted, has its head, is done" },
 } as const satisfies Record<string, Option>;
 type OptionName = keyof typeof OPTIONS;
-type Widened<T> = T extends number ? number : T extends string ? string
-: boolean;
 
 /** The options without a default, by who takes them. */
 const UNDEFAULTED = {
-  handle: ["pages", "log", "stop", "drop", "serverTiming"],
+  handle: ["pages", "log", "stop", "drop", "serverTiming", "onEvent"],
   serve: ["mode", "worker"],
 };
 
@@ -194,7 +208,10 @@ const UNDEFAULTED = {
  * ```
  */
 export const DEFAULTS: {
-  readonly [N in OptionName]: Widened<(typeof OPTIONS)[N]["default"]>;
+  readonly [N in keyof typeof OPTIONS]: (typeof OPTIONS)[N]["default"] extends
+    number ? number
+    : (typeof OPTIONS)[N]["default"] extends string ? string
+    : boolean;
 } = Object.fromEntries(
   Object.entries(OPTIONS).map(([name, option]) => [name, option.default]),
 ) as never;
@@ -288,7 +305,9 @@ export interface Pages {
  * close(await listener.accept());
  * ```
  */
-export type Connection = Pick<Deno.Conn, "read" | "write" | "close">;
+export type Connection =
+  & Pick<Deno.Conn, "read" | "write" | "close">
+  & Partial<Pick<Deno.Conn, "closeWrite">>;
 
 /**
  * Options for {@linkcode handle}; all but `pages` have defaults
@@ -318,6 +337,8 @@ export interface HandleOptions {
   drop?: AbortSignal;
   /** Metrics to put before `handle;dur=` in `Server-Timing`. */
   serverTiming?: string;
+  /** Called with `head: GET /` as the head arrives, `done: …` at the end. */
+  onEvent?: (conn: Connection, event: string) => void;
 }
 
 /**
@@ -336,6 +357,8 @@ export interface ServeOptions extends HandleOptions {
   maxInFlight?: number;
   /** No line per connection; the server's own events are still logged. */
   quiet?: boolean;
+  /** Logs each connection by number as it is accepted, read and done. */
+  trace?: boolean;
   /** Once stopped, how long requests in flight have to finish, in ms. */
   graceMs?: number;
   /** Stops the server: no new connections, `graceMs` for those in flight. */
@@ -362,12 +385,23 @@ class Server extends DisposableStack {
   readonly log: (line: string) => void;
   /** The options given to each handle(). */
   readonly forEach: HandleOptions;
+  /** Called with each connection accepted: `--trace` logs it. */
+  accepted: (conn: Connection) => void = () => {};
 
   constructor(listener: Deno.Listener, options: ServeOptions) {
     super();
     checkOptions(options, "serve");
-    const { mode, maxInFlight, graceMs, quiet, worker, stop, drop, ...rest } =
-      options;
+    const {
+      mode,
+      maxInFlight,
+      graceMs,
+      quiet,
+      trace,
+      worker,
+      stop,
+      drop,
+      ...rest
+    } = options;
     this.mode = mode;
     this.maxInFlight = maxInFlight ?? DEFAULTS.maxInFlight;
     this.log = safely(options.log ?? console.log);
@@ -375,11 +409,21 @@ class Server extends DisposableStack {
     const metrics = worker ? `parallel, worker;desc=${worker}` : mode;
     this.forEach = {
       ...rest,
-      log: quiet ? () => {} : this.log,
+      log: quiet || trace ? () => {} : this.log,
       stop,
       drop: dropping.signal,
       serverTiming: `mode;desc=${metrics}`,
     };
+    if (trace) {
+      const numbers = new WeakMap<Connection, number>();
+      let count = 0;
+      this.accepted = (conn) => {
+        numbers.set(conn, ++count);
+        this.log(`#${count} accepted`);
+      };
+      this.forEach.onEvent = (conn, event) =>
+        this.log(`#${numbers.get(conn)} ${event}`);
+    }
     const dropAll = (why: string) => {
       const count = this.inFlight.size;
       if (count > 0 && !dropping.signal.aborted) {
@@ -428,10 +472,12 @@ class InFlight {
  * them, but a failed accept (out of file descriptors, say) is logged and
  * retried after a pause that doubles each time, up to a second.
  */
-async function* retrying(listener: Deno.Listener, log: (l: string) => void) {
+async function* retrying(listener: Deno.Listener, server: Server) {
   for (let pauseMs = 0;;) {
     try {
-      yield await listener.accept();
+      const conn = await listener.accept();
+      server.accepted(conn);
+      yield conn;
       pauseMs = 0;
     } catch (error) {
       if (
@@ -439,7 +485,9 @@ async function* retrying(listener: Deno.Listener, log: (l: string) => void) {
         error instanceof Deno.errors.Interrupted
       ) return; // closed by a stop
       pauseMs = Math.min(Math.max(pauseMs * 2, 10), 1000);
-      log(`Accept failed: ${describe(error)}; trying again in ${pauseMs} ms`);
+      server.log(
+        `Accept failed: ${describe(error)}; trying again in ${pauseMs} ms`,
+      );
       await delay(pauseMs);
     }
   }
@@ -455,6 +503,8 @@ class Exchange {
   requestLine = "-";
   /** False for HEAD: the response's head only. */
   withBody = true;
+  /** Whether the client may still be sending: a body, or more head. */
+  unread = false;
   /** Why it was ended early, if it was. */
   ended: keyof typeof ENDED | undefined;
   constructor(readonly conn: Connection, readonly options: HandleOptions) {}
@@ -481,6 +531,7 @@ async function answerAndLog(exchange: Exchange): Promise<void> {
   let outcome: string;
   try {
     outcome = String(await answer(exchange));
+    if (exchange.unread) await drain(exchange).catch(() => {});
   } catch (error) {
     const { ended } = exchange;
     outcome = ended ? ENDED[ended] : `failed: ${describe(error)}`;
@@ -488,8 +539,29 @@ async function answerAndLog(exchange: Exchange): Promise<void> {
     closeQuietly(exchange.conn);
   }
   const elapsedMs = Math.round(performance.now() - exchange.started);
-  safely(log)(`${exchange.requestLine} ${outcome} (${elapsedMs} ms)`);
+  const line = `${exchange.requestLine} ${outcome} (${elapsedMs} ms)`;
+  safely(log)(line);
+  exchange.options.onEvent?.(exchange.conn, `done: ${line}`);
 }
+
+/**
+ * After the answer, reads and drops what the client still sends, within a
+ * bound: closing with unread bytes would reset the connection, and the
+ * client could lose its answer. The write side is closed first, so the
+ * client sees the response end (RFC 9112 §9.6).
+ */
+async function drain({ conn }: Exchange): Promise<void> {
+  await conn.closeWrite?.();
+  using _late = timeout(DRAIN.ms, () => closeQuietly(conn));
+  const buffer = new Uint8Array(16 * 1024);
+  for (let total = 0; total < DRAIN.bytes;) {
+    const read = await conn.read(buffer);
+    if (read === null) return;
+    total += read;
+  }
+}
+/** How long, and how much, drain() reads at most. */
+const DRAIN = { ms: 2000, bytes: 4 * 2 ** 20 };
 
 /** Calls `then` once `signal` is aborted (now, if it is) until disposed of. */
 function onAbort(signal: AbortSignal | undefined, then: () => void) {
@@ -542,7 +614,9 @@ async function readHead(
     const searchFrom = Math.max(0, length - 3);
     length += read;
     const end = findHeadEnd(buffer, searchFrom);
-    if (end !== -1) return buffer.subarray(0, end);
+    if (end === -1) continue;
+    exchange.unread = end < length; // a body, or a second request
+    return buffer.subarray(0, end);
   }
 }
 
@@ -578,8 +652,11 @@ const KNOWN_METHODS = "GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH"
 
 /** A request to route, or the error status to answer, with its line if read. */
 type ParsedHead =
-  | { error?: undefined; line: string; method: string; path: string }
-  | { error: ErrorStatus; line?: string; method?: string };
+  & { body?: boolean; method?: string }
+  & (
+    | { error?: undefined; line: string; path: string }
+    | { error: ErrorStatus; line?: string }
+  );
 
 /**
  * Parses a head as RFC 9112 asks of a server that reads no bodies: HTTP/1.1
@@ -620,11 +697,12 @@ function parseHead(head: Uint8Array): ParsedHead {
   ) return { line, method, error: 400 };
   const codingError = checkCodings(codings);
   if (codingError) return { line, method, error: codingError };
+  const body = codings.length > 0 || lengths.some((l) => Number(l) > 0);
   if (method !== "GET" && method !== "HEAD") {
     const error = KNOWN_METHODS.includes(method) ? 405 : 501;
-    return { line, method, error };
+    return { line, method, error, body };
   }
-  return { line, method, path };
+  return { line, method, path, body };
 }
 
 /** Whether Content-Length's values, if any, are one number (RFC 9110 §8.6). */
@@ -912,7 +990,7 @@ function whyNoParallelMode(): string | undefined {
  */
 export type CommandLine =
   & { mode: Mode | "parallel"; help: boolean }
-  & { -readonly [N in OptionName]: (typeof DEFAULTS)[N] };
+  & { -readonly [N in keyof typeof DEFAULTS]: (typeof DEFAULTS)[N] };
 
 /** The options of the command line that serve() takes. */
 function libraryOptions(options: CommandLine) {

@@ -266,3 +266,61 @@ Deno.test({
     assertEquals((await main.exited()).code, 0);
   }),
 });
+
+Deno.test({
+  name:
+    "main.ts in parallel mode with --trace: a worker accepts, reads and answers / while its /sleep sleeps",
+  ignore,
+  fn: withDeadline(async () => {
+    const main = await spawnMain(
+      ["parallel", "--workers=1", "--port=0", "--trace", "--sleep-ms=1000"],
+      { unstableNet: true },
+    );
+    const addr = { hostname: "127.0.0.1", port: main.port };
+    try {
+      const sleeping = await send(addr, get("/sleep"));
+      await delay(200); // for /sleep to be accepted and read first
+      const answer = await send(addr, get("/"));
+      await Promise.all([sleeping.response, answer.response]);
+    } finally {
+      main.kill("SIGTERM");
+    }
+    const { code, output } = await main.exited();
+    assertEquals(code, 0, output);
+    const traced = [...output.matchAll(/ worker 1: (#.*?)(?: \(\d+ ms\))?\n/g)]
+      .map(([, event]) => event);
+    assertEquals(traced, [
+      "#1 accepted",
+      "#1 head: GET /sleep",
+      "#2 accepted",
+      "#2 head: GET /",
+      "#2 done: GET / 200",
+      "#1 done: GET /sleep 200",
+    ]);
+  }),
+});
+
+Deno.test({
+  name:
+    "main.ts in parallel mode logs a request whose line starts with Stopping, as any other",
+  ignore,
+  fn: withDeadline(async () => {
+    const main = await spawnMain(
+      ["parallel", "--workers=1", "--port=0"],
+      { unstableNet: true },
+    );
+    const addr = { hostname: "127.0.0.1", port: main.port };
+    try {
+      const { response } = await send(
+        addr,
+        "Stopping / HTTP/1.1\r\nHost: x\r\n\r\n",
+      );
+      assertEquals(await response, statusPage("501 Not Implemented"));
+    } finally {
+      main.kill("SIGTERM");
+    }
+    const { code, output } = await main.exited();
+    assertEquals(code, 0, output);
+    assertMatch(output, /\n[\d:.]+ worker 1: Stopping \/ 501 \(\d+ ms\)\n/);
+  }),
+});

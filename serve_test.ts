@@ -441,3 +441,63 @@ Deno.test(
     assertMatch(logs, /^GET \/sleep dropped before it was done /m);
   }),
 );
+
+Deno.test(
+  "handle() with a drop signal already aborted drops the request at once, without reading",
+  withDeadline(async () => {
+    const conn = new MemoryConn(get("/sleep"));
+    const logs = await handleInMemory(conn, {
+      drop: AbortSignal.abort(),
+      sleepMs: 60_000,
+    });
+    assert(conn.closed);
+    assertEquals(conn.response, "");
+    assertEquals(logs.length, 1);
+    assertMatch(logs[0], /^- dropped before it was done \(\d+ ms\)$/);
+  }),
+);
+
+// ---------------------------------------------------------------------------
+// The loop in the log
+
+/**
+ * The lines a server logs with `trace` for a /sleep and a / sent 200 ms
+ * later, without the times.
+ */
+async function traced(mode: "serial" | "concurrent"): Promise<string[]> {
+  const server = startServer(mode, { trace: true, sleepMs: 1000 });
+  const sleeping = await send(server.addr, get("/sleep"));
+  await delay(200); // for /sleep to be accepted and read first
+  const answer = await send(server.addr, get("/"));
+  await Promise.all([sleeping.response, answer.response]);
+  await server.stop();
+  return server.logs.map((line) => line.replace(/ \(\d+ ms\)$/, ""));
+}
+
+Deno.test(
+  "serve() with trace, in serial mode: #2 is accepted only after #1 is done",
+  withDeadline(async () => {
+    assertEquals(await traced("serial"), [
+      "#1 accepted",
+      "#1 head: GET /sleep",
+      "#1 done: GET /sleep 200",
+      "#2 accepted",
+      "#2 head: GET /",
+      "#2 done: GET / 200",
+    ]);
+  }),
+);
+
+Deno.test(
+  "serve() with trace, in concurrent mode: #2 is accepted, read and done while #1 sleeps",
+  withDeadline(async () => {
+    assertEquals(await traced("concurrent"), [
+      "#1 accepted",
+      "#1 head: GET /sleep",
+      "#2 accepted",
+      "#2 head: GET /",
+      "#2 done: GET / 200",
+      "#1 done: GET /sleep 200",
+    ]);
+  }),
+);

@@ -172,7 +172,9 @@ export async function assertRefused(addr: Address): Promise<void> {
  * out at most `readSize` bytes of the request and each write takes at most
  * `writeSize` bytes. Once the request is used up, a read either reports the
  * end of input or, like a client that keeps its socket open, waits until
- * the connection is closed. Writes fail with `failWrites` when it is given.
+ * the connection is closed, or until the server closes its writing side:
+ * then the client, having its answer, closes as a browser or curl does.
+ * Writes fail with `failWrites` when it is given.
  */
 export class MemoryConn implements Connection {
   readonly #input: Uint8Array;
@@ -217,13 +219,28 @@ export class MemoryConn implements Connection {
       this.#offset += n;
       return Promise.resolve(n);
     }
-    if (this.#endOfInput === "eof") return Promise.resolve(null);
+    if (this.#endOfInput === "eof" || this.writeClosed) {
+      return Promise.resolve(null);
+    }
     return new Promise((resolve) => this.#wakeReader = () => resolve(null));
+  }
+
+  /** Whether closeWrite() was called: the answer is whole. */
+  writeClosed = false;
+
+  /** Closes the writing side, as a socket's closeWrite() does. */
+  closeWrite(): Promise<void> {
+    if (this.closed) return Promise.reject(new Deno.errors.BadResource());
+    this.writeClosed = true;
+    this.#wakeReader?.();
+    return Promise.resolve();
   }
 
   /** Takes the first few bytes of `bytes`. */
   write(bytes: Uint8Array): Promise<number> {
-    if (this.closed) return Promise.reject(new Deno.errors.BadResource());
+    if (this.closed || this.writeClosed) {
+      return Promise.reject(new Deno.errors.BadResource());
+    }
     if (this.#failWrites) return Promise.reject(this.#failWrites);
     const n = Math.min(this.#writeSize, bytes.byteLength);
     this.#output.push(...bytes.subarray(0, n));
@@ -330,19 +347,24 @@ export const folder: string = Deno.realPathSync(
 );
 const mainUrl = new URL("../main.ts", import.meta.url).href;
 
-/** `deno` arguments that run main.ts with `args` and no deno.json. */
+/**
+ * `deno` arguments that run main.ts with `args` and no deno.json; an empty
+ * `allowRead` gives no read permission at all.
+ */
 export function runMainArgs(
   args: string[],
   allowNet = "127.0.0.1",
-  { allowRead = folder, unstableNet = false } = {},
+  { allowRead = folder, unstableNet = false, main = mainUrl } = {},
 ): string[] {
   return [
     "run",
     "--no-config",
     ...(unstableNet ? ["--unstable-net"] : []),
     `--allow-net=${allowNet}`,
-    `--allow-read=${allowRead}`,
-    mainUrl,
+    ...(allowRead ? [`--allow-read=${allowRead}`] : []),
+    // A module served over HTTP is fetched anew, not taken from the cache.
+    ...(main.startsWith("http") ? [`--reload=${new URL("/", main)}`] : []),
+    main,
     ...args,
   ];
 }
@@ -357,6 +379,8 @@ export interface MainOptions {
   allowRead?: string;
   /** Whether to add `--unstable-net`, which parallel mode needs. */
   unstableNet?: boolean;
+  /** The URL of the main.ts to run; the project's unless given. */
+  main?: string;
 }
 
 /**
