@@ -97,34 +97,21 @@ export function handle(
 async function answer(exchange: Exchange): Promise<StatusCode | string> {
   const head = await readHead(exchange);
   if (head === "closed") return "closed by the client before a whole request";
-  if (head === "too large") {
-    exchange.unread = true;
-    return await send(exchange, 431);
-  }
-  const request = parseHead(head);
-  exchange.requestLine = request.line ?? "-";
-  exchange.withBody = request.method !== "HEAD";
-  exchange.unread ||= request.body === true;
-  exchange.options.onEvent?.(exchange.conn, `head: ${exchange.requestLine}`);
+  if (head === "too large") return await send(exchange, 431);
+  const request = parseHead(head, exchange);
+  const { sleepMs = DEFAULTS.sleepMs, drop, onEvent } = exchange.options;
+  onEvent?.(exchange.conn, `head: ${exchange.requestLine}`);
   if (request.error) return await send(exchange, request.error);
-  const { sleepMs = DEFAULTS.sleepMs, drop } = exchange.options;
   if (request.path === "/sleep") {
     // A timer: in concurrent mode the thread serves other clients
     // meanwhile; in serial mode the loop is waiting for this one.
     await delay(sleepMs, { signal: drop });
   } else if (request.path === "/block") {
     // No await: nothing else runs meanwhile, not even the accept loop.
-    blockFor(sleepMs);
+    const until = performance.now() + sleepMs;
+    while (performance.now() < until); // the async book's warning
   }
   return await send(exchange, pageFor(request.path));
-}
-
-/** Keeps the thread busy for `ms` milliseconds: the async book's warning. */
-function blockFor(ms: number): void {
-  const until = performance.now() + ms;
-  while (performance.now() < until) {
-    // Spin: this is the point.
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -136,19 +123,17 @@ const PAGES = {
   notFound: { file: "404.html", paths: [], status: 404 }, // any other path
   lab: { file: "lab.html", paths: ["/lab"], status: 200 },
 } as const;
+const pageNames = Object.keys(PAGES) as (keyof Pages)[];
 
 /** The page for `path`: the one that lists it, or the 404 page. */
-function pageFor(path: string): keyof Pages {
-  const pages = Object.keys(PAGES) as (keyof Pages)[];
-  const listing = (page: keyof Pages) =>
-    (PAGES[page].paths as readonly string[]).includes(path);
-  return pages.find(listing) ?? "notFound";
-}
+const pageFor = (path: string) =>
+  pageNames.find((page) =>
+    (PAGES[page].paths as readonly string[]).includes(path)
+  ) ?? "notFound";
 
-/** An option with a default: who takes it, its range if a number, its help. */
+/** An option with a default; see {@linkcode OPTIONS}. */
 interface Option {
   default: number | string | boolean;
-  /** handle() takes "handle" ones; serve() those and "serve" ones. */
   for: "handle" | "serve" | "command line";
   range?: readonly [number, number];
   help: string;
@@ -218,8 +203,8 @@ export const DEFAULTS: {
 
 /**
  * Throws unless `taker` takes every option given, each with a value it
- * accepts: at once, so that a script that skips type checking gets an
- * error, not a loop that never ends.
+ * accepts: at once, so that an unchecked script gets an error, not a loop
+ * that never ends.
  */
 function checkOptions(options: HandleOptions, taker: "handle" | "serve") {
   for (const name in options) {
@@ -237,12 +222,11 @@ function checkOptions(options: HandleOptions, taker: "handle" | "serve") {
     if (option && value !== undefined) checkValue(name, value, option);
   }
   const { pages, mode } = options as Partial<ServeOptions>;
-  for (const page of ["hello", "notFound"] as const) {
-    if (!(pages?.[page] instanceof Uint8Array)) {
-      throw new TypeError(
-        `pages.${page} must be a Uint8Array; see loadPages()`,
-      );
-    }
+  const page = (["hello", "notFound"] as const).find((page) =>
+    !(pages?.[page] instanceof Uint8Array)
+  );
+  if (page) {
+    throw new TypeError(`pages.${page} must be a Uint8Array; see loadPages()`);
   }
   if (taker === "serve" && mode !== "serial" && mode !== "concurrent") {
     throw new TypeError(
@@ -257,14 +241,14 @@ function checkValue(name: string, value: unknown, option: Option): unknown {
   if (typeof value !== type || Number.isNaN(value)) {
     throw new TypeError(`${name} must be a ${type}, not ${quote(value)}`);
   }
-  const [min, max] = option.range ?? [-Infinity, Infinity];
-  const number = value as number;
+  const [min, max] = option.range ?? [];
+  const n = value as number;
   if (
-    type === "number" && !(number >= min && number <= max &&
-      (Number.isInteger(number) || number === Infinity))
+    min !== undefined &&
+    !((Number.isInteger(n) || n === Infinity) && n >= min && n <= max!)
   ) {
     throw new RangeError(
-      `${name} must be a whole number from ${min} to ${max}, not ${number}`,
+      `${name} must be a whole number from ${min} to ${max}, not ${n}`,
     );
   }
   return value;
@@ -385,23 +369,14 @@ class Server extends DisposableStack {
   readonly log: (line: string) => void;
   /** The options given to each handle(). */
   readonly forEach: HandleOptions;
-  /** Called with each connection accepted: `--trace` logs it. */
-  accepted: (conn: Connection) => void = () => {};
+  /** Called with each connection accepted: `trace` logs it. */
+  accepted = (_conn: Connection) => {};
 
   constructor(listener: Deno.Listener, options: ServeOptions) {
     super();
     checkOptions(options, "serve");
-    const {
-      mode,
-      maxInFlight,
-      graceMs,
-      quiet,
-      trace,
-      worker,
-      stop,
-      drop,
-      ...rest
-    } = options;
+    const { mode, maxInFlight, graceMs, quiet, trace, worker, ...rest } =
+      options;
     this.mode = mode;
     this.maxInFlight = maxInFlight ?? DEFAULTS.maxInFlight;
     this.log = safely(options.log ?? console.log);
@@ -410,7 +385,6 @@ class Server extends DisposableStack {
     this.forEach = {
       ...rest,
       log: quiet || trace ? () => {} : this.log,
-      stop,
       drop: dropping.signal,
       serverTiming: `mode;desc=${metrics}`,
     };
@@ -432,15 +406,14 @@ class Server extends DisposableStack {
       dropping.abort();
     };
     const grace = graceMs ?? DEFAULTS.graceMs;
-    this.use(onAbort(stop, () => {
+    this.use(onAbort(options.stop, () => {
       closeQuietly(listener);
-      this.use(
-        timeout(grace, () => dropAll(`after the grace period of ${grace} ms`)),
-      );
+      const why = `after the grace period of ${grace} ms`;
+      this.use(timeout(grace, () => dropAll(why)));
     }));
-    this.use(onAbort(drop, () => {
+    this.use(onAbort(options.drop, () => {
       closeQuietly(listener);
-      dropAll(`on ${drop!.reason}`);
+      dropAll(`on ${options.drop!.reason}`);
     }));
   }
 }
@@ -480,14 +453,12 @@ async function* retrying(listener: Deno.Listener, server: Server) {
       yield conn;
       pauseMs = 0;
     } catch (error) {
-      if (
-        error instanceof Deno.errors.BadResource ||
-        error instanceof Deno.errors.Interrupted
-      ) return; // closed by a stop
+      // Closed by a stop:
+      if (error instanceof Deno.errors.BadResource) return;
+      if (error instanceof Deno.errors.Interrupted) return;
       pauseMs = Math.min(Math.max(pauseMs * 2, 10), 1000);
-      server.log(
-        `Accept failed: ${describe(error)}; trying again in ${pauseMs} ms`,
-      );
+      const again = `trying again in ${pauseMs} ms`;
+      server.log(`Accept failed: ${describe(error)}; ${again}`);
       await delay(pauseMs);
     }
   }
@@ -526,31 +497,31 @@ const ENDED = {
 
 /** handle(), its options checked: answers, closes, logs one line. */
 async function answerAndLog(exchange: Exchange): Promise<void> {
-  const { drop, log = console.log } = exchange.options;
+  const { conn, options: { drop, log = console.log, onEvent } } = exchange;
   using _dropped = onAbort(drop, () => exchange.end("dropped"));
   let outcome: string;
   try {
     outcome = String(await answer(exchange));
-    if (exchange.unread) await drain(exchange).catch(() => {});
+    if (exchange.unread) await drain(conn).catch(() => {});
   } catch (error) {
     const { ended } = exchange;
     outcome = ended ? ENDED[ended] : `failed: ${describe(error)}`;
   } finally {
-    closeQuietly(exchange.conn);
+    closeQuietly(conn);
   }
   const elapsedMs = Math.round(performance.now() - exchange.started);
   const line = `${exchange.requestLine} ${outcome} (${elapsedMs} ms)`;
   safely(log)(line);
-  exchange.options.onEvent?.(exchange.conn, `done: ${line}`);
+  onEvent?.(conn, `done: ${line}`);
 }
 
 /**
- * After the answer, reads and drops what the client still sends, within a
- * bound: closing with unread bytes would reset the connection, and the
- * client could lose its answer. The write side is closed first, so the
+ * After the answer, reads and drops what the client still sends, for a
+ * bounded time: closing with bytes unread would reset the connection, and
+ * the client could lose its answer. The write side is closed first, so the
  * client sees the response end (RFC 9112 §9.6).
  */
-async function drain({ conn }: Exchange): Promise<void> {
+async function drain(conn: Connection): Promise<void> {
   await conn.closeWrite?.();
   using _late = timeout(DRAIN.ms, () => closeQuietly(conn));
   const buffer = new Uint8Array(16 * 1024);
@@ -560,7 +531,6 @@ async function drain({ conn }: Exchange): Promise<void> {
     total += read;
   }
 }
-/** How long, and how much, drain() reads at most. */
 const DRAIN = { ms: 2000, bytes: 4 * 2 ** 20 };
 
 /** Calls `then` once `signal` is aborted (now, if it is) until disposed of. */
@@ -577,7 +547,8 @@ function timeout(ms: number, then: () => void): Disposable {
 }
 
 // ---------------------------------------------------------------------------
-// Reading the request head
+// Reading and parsing the request head: RFC 9112, for a server that reads
+// no bodies
 
 /**
  * Reads up to the blank line that ends the head, or says why it can't. A
@@ -599,9 +570,9 @@ async function readHead(
   // Most heads are a few hundred bytes: start small and grow up to the
   // limit, so that thousands of waiting connections cost little memory.
   let buffer = new Uint8Array(Math.min(256, maxHeadBytes));
-  let length = 0;
-  while (true) {
+  for (let length = 0;;) {
     if (length === buffer.length) {
+      exchange.unread = true; // if too large, the client is still sending
       if (length >= maxHeadBytes) return "too large";
       const larger = new Uint8Array(Math.min(length * 2, maxHeadBytes));
       larger.set(buffer);
@@ -611,9 +582,8 @@ async function readHead(
     if (exchange.ended) throw new Deno.errors.Interrupted(exchange.ended);
     if (read === null) return "closed";
     // The blank line may straddle two reads, so look back a little.
-    const searchFrom = Math.max(0, length - 3);
+    const end = findHeadEnd(buffer, Math.max(0, length - 3));
     length += read;
-    const end = findHeadEnd(buffer, searchFrom);
     if (end === -1) continue;
     exchange.unread = end < length; // a body, or a second request
     return buffer.subarray(0, end);
@@ -635,11 +605,7 @@ function findHeadEnd(bytes: Uint8Array, from: number): number {
   }
   return -1;
 }
-const LF = 0x0a;
-const CR = 0x0d;
-
-// ---------------------------------------------------------------------------
-// Parsing the head: RFC 9112, for a server that reads no bodies
+const [LF, CR] = [0x0a, 0x0d];
 
 /** A request line and field lines as RFC 9112 spells them, CR optional. */
 const REQUEST_LINE =
@@ -650,36 +616,33 @@ const FIELD_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):([\t -~\u0080-\uffff]*)\r?$/;
 const KNOWN_METHODS = "GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH"
   .split(" ");
 
-/** A request to route, or the error status to answer, with its line if read. */
-type ParsedHead =
-  & { body?: boolean; method?: string }
-  & (
-    | { error?: undefined; line: string; path: string }
-    | { error: ErrorStatus; line?: string }
-  );
-
 /**
  * Parses a head as RFC 9112 asks of a server that reads no bodies: HTTP/1.1
  * and later 1.x need exactly one Host; Content-Length must be one number;
  * chunked is the only transfer coding understood, so any other gets 501.
+ * Notes on `exchange` the request line, HEAD, and whether a body follows.
  */
-function parseHead(head: Uint8Array): ParsedHead {
+function parseHead(
+  head: Uint8Array,
+  exchange: Exchange,
+): { error: ErrorStatus; path?: never } | { error?: never; path: string } {
   const [requestLine, ...fieldLines] = decoder.decode(head)
     .replace(/^\r?\n/, "") // one empty line before the request line
     .split("\n").slice(0, -2); // the empty line that ends the head, and after
   const match = REQUEST_LINE.exec(requestLine);
   if (match === null) return { error: 400 };
   const [, method, target, major, minor] = match;
-  const line = `${method} ${target}`;
+  exchange.requestLine = `${method} ${target}`;
+  exchange.withBody = method !== "HEAD";
   // HTTP/1.2 and later minor versions are read as 1.1 (RFC 9110 §2.5).
-  if (major !== "1") return { line, method, error: 505 };
+  if (major !== "1") return { error: 505 };
 
   let hosts = 0;
   const lengths: string[] = [];
   const codings: string[] = [];
   for (const fieldLine of fieldLines) {
     const field = FIELD_LINE.exec(fieldLine);
-    if (field === null) return { line, method, error: 400 };
+    if (field === null) return { error: 400 };
     const [, name, value] = field;
     // Only three names matter; most fields are skipped by their length.
     if (name.length === 4 && name.toLowerCase() === "host") hosts++;
@@ -689,20 +652,17 @@ function parseHead(head: Uint8Array): ParsedHead {
       name.length === 17 && name.toLowerCase() === "transfer-encoding"
     ) codings.push(...value.split(","));
   }
+  exchange.unread ||= codings.length > 0 || lengths.some((l) => +l > 0);
   // OPTIONS * asks about the server as a whole (RFC 9112 §3.2.4).
   const path = method === "OPTIONS" && target === "*" ? "*" : pathOf(target);
   if (
     hosts > 1 || (minor !== "0" && hosts === 0) || !path ||
     !validLength(lengths) || (codings.length > 0 && lengths.length > 0)
-  ) return { line, method, error: 400 };
+  ) return { error: 400 };
   const codingError = checkCodings(codings);
-  if (codingError) return { line, method, error: codingError };
-  const body = codings.length > 0 || lengths.some((l) => Number(l) > 0);
-  if (method !== "GET" && method !== "HEAD") {
-    const error = KNOWN_METHODS.includes(method) ? 405 : 501;
-    return { line, method, error, body };
-  }
-  return { line, method, path, body };
+  if (codingError) return { error: codingError };
+  if (method === "GET" || method === "HEAD") return { path };
+  return { error: KNOWN_METHODS.includes(method) ? 405 : 501 };
 }
 
 /** Whether Content-Length's values, if any, are one number (RFC 9110 §8.6). */
@@ -753,15 +713,16 @@ async function send(
 ): Promise<StatusCode> {
   const { conn, options: { pages, sendTimeoutMs = DEFAULTS.sendTimeoutMs } } =
     exchange;
-  let status: StatusCode, body: Uint8Array | undefined;
-  if (typeof what === "number") status = what;
-  else {
-    const page = pages[what] ? what : "notFound"; // no lab.html: 404
-    [status, body] = [PAGES[page].status, pages[page]];
-  }
-  body ??= encoder.encode(`${status} ${STATUS_TEXT[status]}\n`);
-  const type = typeof what === "number" ? "plain" : "html";
-  const bytes = response(status, type, body, exchange);
+  const page = typeof what === "number"
+    ? undefined
+    : pages[what]
+    ? what
+    : "notFound";
+  const status = page ? PAGES[page].status : what as ErrorStatus;
+  const body = page
+    ? pages[page]!
+    : encoder.encode(`${status} ${STATUS_TEXT[status]}\n`);
+  const bytes = response(status, page ? "html" : "plain", body, exchange);
   for (let written = 0; written < bytes.length;) {
     using _stalled = timeout(sendTimeoutMs, () => exchange.end("stalled"));
     written += await conn.write(written ? bytes.subarray(written) : bytes);
@@ -777,14 +738,12 @@ function response(
   { started, options, withBody }: Exchange,
 ): Uint8Array {
   const metrics = options.serverTiming ? `${options.serverTiming}, ` : "";
+  const dur = (performance.now() - started).toFixed(1);
   const head = `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\n` +
     `Content-Type: text/${type}; charset=utf-8\r\n` +
     `Content-Length: ${body.byteLength}\r\n` +
     (status === 405 ? "Allow: GET, HEAD\r\n" : "") +
-    "Connection: close\r\n" +
-    `Server-Timing: ${metrics}handle;dur=${
-      (performance.now() - started).toFixed(1)
-    }\r\n\r\n`;
+    `Connection: close\r\nServer-Timing: ${metrics}handle;dur=${dur}\r\n\r\n`;
   // The head is ASCII: one byte a character.
   const bytes = new Uint8Array(head.length + (withBody ? body.byteLength : 0));
   encoder.encodeInto(head, bytes);
@@ -813,23 +772,22 @@ const encoder = new TextEncoder();
 export async function loadPages(
   folder: URL = new URL("./", import.meta.url),
 ): Promise<Pages> {
-  const load = async (page: keyof Pages) => {
+  const pages: Partial<Pages> = {};
+  for (const page of pageNames) {
     const url = new URL(PAGES[page].file, folder);
     try {
       const response = await fetch(url);
-      if (response.ok) return await response.bytes();
-      await response.body?.cancel();
-      throw new Error(`${response.status} ${response.statusText}`);
+      if (response.ok) pages[page] = await response.bytes();
+      else {
+        await response.body?.cancel();
+        throw new Error(`${response.status} ${response.statusText}`);
+      }
     } catch (error) {
       // Deno's fetch() says "(os error 2)" for a file that is not there.
       const missing = /^404 |\(os error 2\)/.test((error as Error).message);
-      if (page === "lab" && missing) return undefined;
+      if (page === "lab" && missing) continue;
       throw new Error(`Cannot load ${url}: ${(error as Error).message}`);
     }
-  };
-  const pages: Partial<Pages> = {};
-  for (const page of Object.keys(PAGES) as (keyof Pages)[]) {
-    pages[page] = await load(page);
   }
   return pages as Pages;
 }
@@ -850,24 +808,19 @@ function closeQuietly(resource: { close(): void }): void {
  * `log`, but a log that fails (`| head`, a full disk) loses the line rather
  * than throwing, which would end the process. Every line goes through one.
  */
-function safely(log: (line: string) => void): (line: string) => void {
-  return (line) => {
-    try {
-      log(line);
-    } catch {
-      // Nowhere left to say it.
-    }
-  };
-}
+const safely = (log: (line: string) => void) => (line: string) => {
+  try {
+    log(line);
+  } catch {
+    // Nowhere left to say it.
+  }
+};
 
 /** `1 request`, `2 requests`. */
 const plural = (count: number, noun: string) =>
   `${count} ${noun}${count === 1 ? "" : "s"}`;
 
-/**
- * One line about an error: the message for the network's and the system's
- * (an errno `code`, or a `Deno.errors` class), the stack for a bug.
- */
+/** An error in a line: the message for the system's, the stack for a bug. */
 function describe(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   const expected = "code" in error ||
@@ -920,8 +873,7 @@ async function serveInWorkers(
   if (!failure) print(startLine);
   failure ||= await all("stopped");
   workers.forEach(({ worker }) => worker.terminate());
-  if (failure) console.error(`error: ${failure}`);
-  return failure ? 1 : 0;
+  return failure ? refuse(failure) : 0;
 }
 const wait = () => Promise.withResolvers<string>();
 
@@ -935,13 +887,10 @@ function serveInWorker(): void {
     if ("stop" in data) return stop.abort();
     if ("drop" in data) return drop.abort(data.drop);
     const { worker, options, port, pages } = data.start;
+    const { hostname } = options;
     let listener;
     try {
-      listener = Deno.listen({
-        hostname: options.hostname,
-        port,
-        reusePort: true,
-      });
+      listener = Deno.listen({ hostname, port, reusePort: true });
     } catch (error) {
       const why = `a second listener on ${port}: ${describe(error)}`;
       return parent.postMessage(
@@ -951,12 +900,9 @@ function serveInWorker(): void {
     parent.postMessage("listening");
     await serve(listener, {
       ...libraryOptions(options),
-      mode: "concurrent",
-      pages,
-      worker,
+      ...{ mode: "concurrent", pages, worker },
       log: (line) => log(`worker ${worker}: ${line}`),
-      stop: stop.signal,
-      drop: drop.signal,
+      ...{ stop: stop.signal, drop: drop.signal },
     });
     parent.postMessage("stopped");
   };
@@ -1128,13 +1074,9 @@ async function main(args: readonly string[]): Promise<number> {
   if (cannot) return refuse(cannot);
   try {
     pages = await loadPages();
-  } catch (error) {
-    return refuse((error as Error).message);
-  }
-  try {
     listener = listen(hostname, port, mode === "parallel");
   } catch (error) {
-    return refuse(whyNotListening(error, options, args));
+    return refuse(whyNotStarted(error, options, args));
   }
   const url = `http://${bracketed(hostname)}:${listener.addr.port}/`;
   const how = mode === "parallel"
@@ -1238,11 +1180,11 @@ const bracketed = (hostname: string) =>
   hostname.includes(":") ? `[${hostname}]` : hostname;
 
 /**
- * Why `Deno.listen()` failed, in one line; for a missing permission, the
- * command that has it: the user's read permission and arguments, with the
- * network permission added.
+ * Why the pages or `Deno.listen()` failed, in one line; for a missing
+ * permission to listen, the command that has it: the user's read
+ * permission and arguments, with the network permission added.
  */
-function whyNotListening(
+function whyNotStarted(
   error: unknown,
   { hostname, port, mode }: CommandLine,
   args: readonly string[],
@@ -1254,8 +1196,10 @@ function whyNotListening(
   if (error instanceof Deno.errors.PermissionDenied) {
     return `The system does not allow listening on ${address}; ports below 1024 need privileges`;
   }
+  const { message } = error as Error;
+  if (message.startsWith("Cannot load ")) return message;
   if (!(error instanceof Deno.errors.NotCapable)) {
-    return `Cannot listen on ${address}: ${(error as Error).message}`;
+    return `Cannot listen on ${address}: ${message}`;
   }
   const net = `--allow-net=${bracketed(hostname)}`;
   const command = [
