@@ -61,6 +61,8 @@ export interface Tab {
 export interface LabEntry {
   /** `/sleep`, `/block` or `/`. */
   path: string;
+  /** When the page meant to send it, in milliseconds since the run began. */
+  dueMs: number;
   /** When it was sent, in milliseconds since the run began. */
   sentMs: number;
   /** When its answer came, in milliseconds since the run began; null if it failed. */
@@ -69,6 +71,26 @@ export interface LabEntry {
   serverMs: number | null;
   /** Parallel mode: the number of the worker that answered it. */
   worker?: number;
+}
+
+/** One block of the page's comparison of kept runs. */
+export interface LabBlock {
+  /** `serial`, `concurrent` or `parallel`. */
+  mode: string;
+  /** `/sleep` or `/block`. */
+  slow: string;
+  /** `run` when a kept run is drawn, `missing` when there is none. */
+  state: string;
+  /**
+   * For a run: `soon` when its first `/` was answered before the slow
+   * request, `after` when with it or after it, `untested` when it was sent
+   * only after the slow request had been answered.
+   */
+  first?: string;
+  /** Its text: the heading, and what to do when it is missing. */
+  text: string;
+  /** The labels of its rows. */
+  rows: string[];
 }
 
 /** What a run of `/lab` found and said. */
@@ -81,10 +103,40 @@ export interface LabRun {
   story: string[];
   /** The labels of the rows marked as having met the blocked worker. */
   met: string[];
+  /** The verdict on the guess, when the run had one. */
+  verdict?: { held: string; text: string };
+  /** The comparison under the live run, block by block. */
+  compare: LabBlock[];
+  /** The width in CSS pixels of each live row's server tip at the end. */
+  tips: number[];
+  /**
+   * With `watchWaiting`: how many times a live row still waiting for its
+   * answer was looked at, once per animation frame, and the labels of
+   * those that had a server tip drawn then (none should).
+   */
+  waiting?: { looked: number; tipsDrawn: string[] };
+  /** What the page kept in localStorage (`lab.runs`) at the end. */
+  kept: string | null;
   /** What the page's own script printed to the console or threw. */
   printed: string[];
-  /** A PNG screenshot of the whole page at the end, when asked for. */
+  /** A PNG screenshot of the live run at the end, when asked for. */
   png?: Uint8Array;
+  /** A PNG screenshot of the comparison at the end, when asked for. */
+  comparePng?: Uint8Array;
+}
+
+/** What {@linkcode Chromium.runLab} may do besides the run. */
+export interface LabOptions {
+  /** Capture the live run: the page down to its sentences. */
+  screenshot?: boolean;
+  /** Capture the comparison of kept runs. */
+  compareScreenshot?: boolean;
+  /** Look at every row still waiting for its answer, once a frame. */
+  watchWaiting?: boolean;
+  /** What to put in localStorage's `lab.runs` before the page loads. */
+  kept?: string;
+  /** How long the run may take; 60 s unless told. */
+  timeoutMs?: number;
 }
 
 /** A headless Chromium with its own profile; dispose of it to stop it. */
@@ -99,12 +151,11 @@ export interface Chromium extends AsyncDisposable {
   visit(url: string, options?: VisitOptions): Promise<PageVisit>;
   /**
    * Loads `url` (a `/lab?run` address) in a new tab, 720 CSS pixels wide,
-   * waits up to `timeoutMs` for the run to end, and reports it.
+   * waits for the run to end, and reports it. Tabs of one browser share
+   * localStorage, so a later run sees the runs kept by earlier ones on the
+   * same address.
    */
-  runLab(
-    url: string,
-    options?: { screenshot?: boolean; timeoutMs?: number },
-  ): Promise<LabRun>;
+  runLab(url: string, options?: LabOptions): Promise<LabRun>;
 }
 
 /** The `chromium` that PATH finds, as the shell finds it, if any. */
@@ -228,31 +279,28 @@ export async function launchChromium(): Promise<Chromium> {
     async visit(url, options) {
       return (await openTab()).visit(url, options);
     },
-    async runLab(url, { screenshot = false, timeoutMs = 60_000 } = {}) {
+    async runLab(url, options = {}) {
       const page = await browser.newPage();
       try {
         await page.setViewport({ width: 720, height: 760 });
         const printed = await watchPrinting(page);
+        if (options.kept !== undefined) {
+          await page.evaluateOnNewDocument((kept) => {
+            localStorage.setItem("lab.runs", kept);
+          }, options.kept);
+        }
         await page.goto(url);
+        if (options.watchWaiting) await watchWaiting(page);
         await page.waitForSelector('body[data-state="done"]', {
-          timeout: timeoutMs,
+          timeout: options.timeoutMs ?? 60_000,
         });
-        const [result, mode, story, met] = await Promise.all([
-          page.evaluate(() =>
-            (globalThis as unknown as { labResult: LabEntry[] }).labResult
-          ),
-          page.$eval("#mode strong", (strong) => strong.textContent),
-          page.$$eval("#story p", (ps) => ps.map((p) => p.textContent)),
-          page.$$eval(".row.met .label", (ls) => ls.map((l) => l.textContent)),
-        ]);
+        const run = await page.evaluate(readLabPage);
         return {
-          result,
-          mode,
-          story,
-          met,
+          ...run,
           printed,
-          ...(screenshot
-            ? { png: await page.screenshot({ fullPage: true }) }
+          ...(options.screenshot ? { png: await screenshotRun(page) } : {}),
+          ...(options.compareScreenshot
+            ? { comparePng: await (await page.$("#compare"))!.screenshot() }
             : {}),
         };
       } finally {
@@ -264,6 +312,93 @@ export async function launchChromium(): Promise<Chromium> {
       await Deno.remove(userDataDir, { recursive: true });
     },
   };
+}
+
+/**
+ * The little of the page's DOM that the functions below use, which run in
+ * the page: Deno's own types have no DOM.
+ */
+interface PageElement {
+  textContent: string | null;
+  dataset: Record<string, string | undefined>;
+  querySelector(selector: string): PageElement | null;
+  querySelectorAll(selector: string): Iterable<PageElement>;
+  getBoundingClientRect(): { width: number; bottom: number };
+}
+declare const document: PageElement & { body: PageElement };
+declare const scrollY: number;
+declare function requestAnimationFrame(callback: () => void): number;
+
+/** What `/lab` shows once a run has ended; runs in the page. */
+function readLabPage() {
+  const all = (selector: string, root: PageElement = document) => [
+    ...root.querySelectorAll(selector),
+  ];
+  const text = (element: PageElement | null) => element?.textContent ?? "";
+  const verdict = document.querySelector("#verdict:not([hidden])");
+  const page = globalThis as unknown as {
+    labResult: LabEntry[];
+    labWaiting?: { looked: number; tipsDrawn: string[] };
+  };
+  return {
+    result: page.labResult,
+    mode: text(document.querySelector("#mode strong")),
+    story: all("#story p").map(text),
+    met: all("#rows .row.met .label").map(text),
+    ...(verdict
+      ? { verdict: { held: verdict.dataset.held ?? "", text: text(verdict) } }
+      : {}),
+    compare: all("#compare .block").map((block) => ({
+      mode: block.dataset.mode ?? "",
+      slow: block.dataset.slow ?? "",
+      state: block.dataset.state ?? "",
+      ...(block.dataset.first ? { first: block.dataset.first } : {}),
+      text: text(block).replace(/\s+/g, " ").trim(),
+      rows: all(".row .label", block).map(text),
+    })),
+    tips: all("#rows .row .server").map((tip) =>
+      tip.getBoundingClientRect().width
+    ),
+    ...(page.labWaiting ? { waiting: page.labWaiting } : {}),
+    kept: localStorage.getItem("lab.runs"),
+  };
+}
+
+/**
+ * Looks, once an animation frame until the run ends, at every live row of
+ * `/lab` still waiting for its answer, and notes any with a server tip.
+ */
+async function watchWaiting(page: Page) {
+  await page.evaluate(() => {
+    const seen = { looked: 0, tipsDrawn: [] as string[] };
+    (globalThis as unknown as { labWaiting: typeof seen }).labWaiting = seen;
+    const look = () => {
+      const rows = document.querySelectorAll(
+        '#rows .row[data-state="waiting"]',
+      );
+      for (const row of rows) {
+        seen.looked++;
+        const tip = row.querySelector(".server")!.getBoundingClientRect();
+        if (tip.width > 0) {
+          seen.tipsDrawn.push(row.querySelector(".label")!.textContent ?? "");
+        }
+      }
+      if (document.body.dataset.state !== "done") requestAnimationFrame(look);
+    };
+    look();
+  });
+}
+
+/** A screenshot of `/lab` from the top down to the run's sentences. */
+async function screenshotRun(page: Page): Promise<Uint8Array> {
+  const bottom = await page.$eval(
+    "#story",
+    (story) => story.getBoundingClientRect().bottom + scrollY,
+  );
+  const { width } = page.viewport()!;
+  return await page.screenshot({
+    clip: { x: 0, y: 0, width, height: Math.ceil(bottom) + 8 },
+  });
 }
 
 /**
