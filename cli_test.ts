@@ -551,9 +551,10 @@ Deno.test(
       });
       assertStringIncludes(
         server.firstLine,
-        "(serial); lab.html was not found, so the lab is off\n",
+        "(serial); lab.html or lab.js was not found, so the lab is off\n",
       );
-      for (const [path, status] of [["/", 200], ["/lab", 404]] as const) {
+      const expected = [["/", 200], ["/lab", 404], ["/lab.js", 404]] as const;
+      for (const [path, status] of expected) {
         const response = await fetch(`${server.url}${path.slice(1)}`);
         await response.body?.cancel();
         assertEquals(response.status, status, path);

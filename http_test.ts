@@ -41,29 +41,34 @@ import {
 } from "./tools/testing.ts";
 
 const decoder = new TextDecoder();
+const JS = "text/javascript; charset=utf-8";
 
 // ---------------------------------------------------------------------------
 // In memory
 
 Deno.test(
-  "handle() answers HEAD with the status and headers of GET, without a body",
+  "handle() answers each page with its type, and HEAD with the status and headers of GET, without a body",
   withDeadline(async () => {
     for (
-      const [path, status, body] of [
-        ["/", "200 OK", hello],
-        ["/lab", "200 OK", decoder.decode(pages.lab)],
-        ["/x", "404 Not Found", notFound],
+      const [path, status, type, body] of [
+        ["/", "200 OK", HTML, hello],
+        ["/lab", "200 OK", HTML, decoder.decode(pages.lab)],
+        ["/lab.js", "200 OK", JS, decoder.decode(pages.labScript)],
+        ["/x", "404 Not Found", HTML, notFound],
       ]
     ) {
-      const conn = new MemoryConn(
-        `HEAD ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`,
-        { readSize: 3 },
-      );
-      await handleInMemory(conn);
-      assertEquals(
-        conn.response,
-        expectedResponse(status, HTML, body, { withBody: false }),
-      );
+      for (const method of ["GET", "HEAD"]) {
+        const conn = new MemoryConn(
+          `${method} ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`,
+          { readSize: 3 },
+        );
+        await handleInMemory(conn);
+        const withBody = method === "GET";
+        assertEquals(
+          conn.response,
+          expectedResponse(status, type, body, { withBody }),
+        );
+      }
     }
   }),
 );

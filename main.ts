@@ -117,11 +117,14 @@ async function answer(exchange: Exchange): Promise<StatusCode | string> {
 // ---------------------------------------------------------------------------
 // The pages and the options, each said once
 
-/** Which file answers which paths, with which status. */
+/** Which file answers which paths, with which status and type. */
+// deno-fmt-ignore
 const PAGES = {
   hello: { file: "hello.html", paths: ["/", "/sleep", "/block"], status: 200 },
   notFound: { file: "404.html", paths: [], status: 404 }, // any other path
   lab: { file: "lab.html", paths: ["/lab"], status: 200 },
+  labScript: { file: "lab.js", paths: ["/lab.js"], status: 200,
+    type: "text/javascript" },
 } as const;
 const pageNames = Object.keys(PAGES) as (keyof Pages)[];
 
@@ -276,6 +279,8 @@ export interface Pages {
   notFound: Uint8Array;
   /** Sent for `/lab`, the experiment in the browser (lab.html), if there. */
   lab?: Uint8Array;
+  /** Sent for `/lab.js`, the experiment's script (lab.js), if there. */
+  labScript?: Uint8Array;
 }
 
 /**
@@ -722,7 +727,10 @@ async function send(
   const body = page
     ? pages[page]!
     : encoder.encode(`${status} ${STATUS_TEXT[status]}\n`);
-  const bytes = response(status, page ? "html" : "plain", body, exchange);
+  const type = page
+    ? (PAGES[page] as { type?: string }).type ?? "text/html"
+    : "text/plain";
+  const bytes = response(status, type, body, exchange);
   for (let written = 0; written < bytes.length;) {
     using _stalled = timeout(sendTimeoutMs, () => exchange.end("stalled"));
     written += await conn.write(written ? bytes.subarray(written) : bytes);
@@ -733,14 +741,14 @@ async function send(
 /** A whole response as bytes: the head, then the body unless for HEAD. */
 function response(
   status: StatusCode,
-  type: "html" | "plain",
+  type: string,
   body: Uint8Array,
   { started, options, withBody }: Exchange,
 ): Uint8Array {
   const metrics = options.serverTiming ? `${options.serverTiming}, ` : "";
   const dur = (performance.now() - started).toFixed(1);
   const head = `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\n` +
-    `Content-Type: text/${type}; charset=utf-8\r\n` +
+    `Content-Type: ${type}; charset=utf-8\r\n` +
     `Content-Length: ${body.byteLength}\r\n` +
     (status === 405 ? "Allow: GET, HEAD\r\n" : "") +
     `Connection: close\r\nServer-Timing: ${metrics}handle;dur=${dur}\r\n\r\n`;
@@ -756,7 +764,7 @@ const encoder = new TextEncoder();
 /**
  * Loads the pages beside this module, wherever it is: a folder (`file:`), a
  * web server (`http:`, `https:`) or JSR. The book's two pages are enough:
- * without `lab.html`, `lab` is left out and `/lab` answers 404.
+ * without `lab.html` and `lab.js`, the lab is left out and `/lab` answers 404.
  *
  * @param folder Where the pages are, as a URL ending in `/`.
  * @returns The pages, as bytes.
@@ -785,9 +793,13 @@ export async function loadPages(
     } catch (error) {
       // Deno's fetch() says "(os error 2)" for a file that is not there.
       const missing = /^404 |\(os error 2\)/.test((error as Error).message);
-      if (page === "lab" && missing) continue;
+      if (page.startsWith("lab") && missing) continue;
       throw new Error(`Cannot load ${url}: ${(error as Error).message}`);
     }
+  }
+  if (!pages.lab || !pages.labScript) { // half a lab is none
+    delete pages.lab;
+    delete pages.labScript;
   }
   return pages as Pages;
 }
@@ -1084,7 +1096,7 @@ async function main(args: readonly string[]): Promise<number> {
     : mode;
   const lab = pages.lab
     ? `run the experiment at ${url}lab`
-    : `${PAGES.lab.file} was not found, so the lab is off`;
+    : `${PAGES.lab.file} or ${PAGES.labScript.file} was not found, so the lab is off`;
   const started = `Listening on ${url} (${how}); ${lab}`;
 
   const stop = new AbortController();
