@@ -89,7 +89,7 @@ export function handle(
   conn: Connection,
   options: HandleOptions,
 ): Promise<void> {
-  checkOptions(options, "handle");
+  // With an owner, its options were checked when it was made, and are used.
   if (options.owner) return answerAndLog(new Exchange(conn, options.owner));
   // On its own: an owner for this one connection, gone with it.
   const owner = new Owner(options);
@@ -854,6 +854,7 @@ function parseHead(
 
 /** Whether Content-Length's values, if any, are one number (RFC 9110 §8.6). */
 function validLength(values: string[]): boolean {
+  if (values.length === 0) return true;
   const numbers = values.map((value) =>
     /^[\t ]*0*(\d+?)[\t ]*$/.exec(value)?.[1] // 007 is 7
   );
