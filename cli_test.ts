@@ -17,6 +17,7 @@ import {
   folder,
   hello,
   mainCommand,
+  type MainProcess,
   noSignals,
   runMainArgs,
   spawnMain,
@@ -488,6 +489,20 @@ function serveFolder(missing: string[] = []) {
   );
 }
 
+/** Checks the status of each path `server` answers, then stops it: exit 0. */
+async function answersThenStops(
+  server: MainProcess,
+  expected: [path: string, status: number][],
+) {
+  for (const [path, status] of expected) {
+    const response = await fetch(`${server.url}${path.slice(1)}`);
+    await response.body?.cancel();
+    assertEquals(response.status, status, path);
+  }
+  server.kill("SIGTERM");
+  assertEquals((await server.exited()).code, 0);
+}
+
 for (const mode of ["serial", "concurrent", "parallel"]) {
   Deno.test({
     name:
@@ -505,14 +520,7 @@ for (const mode of ["serial", "concurrent", "parallel"]) {
         unstableNet: parallel,
       });
       assertEquals(server.mode, mode, server.firstLine);
-      const expected = [["/", 200], ["/lab", 200], ["/x", 404]] as const;
-      for (const [path, status] of expected) {
-        const response = await fetch(`${server.url}${path.slice(1)}`);
-        await response.body?.cancel();
-        assertEquals(response.status, status, path);
-      }
-      server.kill("SIGTERM");
-      assertEquals((await server.exited()).code, 0);
+      await answersThenStops(server, [["/", 200], ["/lab", 200], ["/x", 404]]);
     }),
   });
 }
@@ -553,14 +561,10 @@ Deno.test(
         server.firstLine,
         "(serial); lab.html or lab.js was not found, so the lab is off\n",
       );
-      const expected = [["/", 200], ["/lab", 404], ["/lab.js", 404]] as const;
-      for (const [path, status] of expected) {
-        const response = await fetch(`${server.url}${path.slice(1)}`);
-        await response.body?.cancel();
-        assertEquals(response.status, status, path);
-      }
-      server.kill("SIGTERM");
-      assertEquals((await server.exited()).code, 0);
+      await answersThenStops(server, [["/", 200], ["/lab", 404], [
+        "/lab.js",
+        404,
+      ]]);
     } finally {
       await Deno.remove(copy, { recursive: true });
     }
