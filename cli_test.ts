@@ -561,10 +561,8 @@ Deno.test(
         server.firstLine,
         "(serial); lab.html or lab.js was not found, so the lab is off\n",
       );
-      await answersThenStops(server, [["/", 200], ["/lab", 404], [
-        "/lab.js",
-        404,
-      ]]);
+      const lab404s: [string, number][] = [["/lab", 404], ["/lab.js", 404]];
+      await answersThenStops(server, [["/", 200], ...lab404s]);
     } finally {
       await Deno.remove(copy, { recursive: true });
     }
