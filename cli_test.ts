@@ -105,7 +105,7 @@ Deno.test(
   withDeadline(async () => {
     for (
       const [args, message] of [
-        [["threaded"], 'Unknown argument "threaded"'],
+        [["threaded"], 'Unknown mode "threaded"'],
         [["--prot=80"], 'Unknown option "--prot=80"'],
         [["--port=http"], '--port needs a number, not "http"'],
         [

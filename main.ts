@@ -1218,7 +1218,7 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
   });
   const modes = (flags._ as unknown[]).map(String);
   const unknown = modes.find((m) => !/^(serial|concurrent|parallel)$/.test(m));
-  if (unknown) throw new TypeError(`Unknown argument "${unknown}"`);
+  if (unknown) throw new TypeError(`Unknown mode "${unknown}"`);
   if (modes.length > 1) {
     // `deno task start serial` gives two: the task's and the user's.
     const task = modes[1] === "concurrent" ? "start" : modes[1];
