@@ -266,7 +266,14 @@ function checkValue(name: string, value: unknown, option: Option): unknown {
 const quote = (value: unknown) =>
   typeof value === "string" ? JSON.stringify(value) : String(value);
 
-/** How the accept loop treats each connection: `"serial"` or `"concurrent"`. */
+/**
+ * How the accept loop treats each connection: `"serial"` or `"concurrent"`.
+ *
+ * @example The mode from the arguments
+ * ```ts
+ * const mode: Mode = Deno.args.includes("serial") ? "serial" : "concurrent";
+ * ```
+ */
 export type Mode = "serial" | "concurrent";
 
 /**
