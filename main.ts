@@ -130,8 +130,12 @@ const PAGES = {
   lab: { file: "lab.html", paths: ["/lab"], status: 200 },
   labScript: { file: "lab.js", paths: ["/lab.js"], status: 200,
     type: "text/javascript" },
+  labAnalysis: { file: "lab_analysis.js", paths: ["/lab_analysis.js"],
+    status: 200, type: "text/javascript" },
 } as const;
 const pageNames = Object.keys(PAGES) as (keyof Pages)[];
+/** The lab's pages: all of them, or no lab. */
+const LAB = pageNames.filter((page) => page.startsWith("lab"));
 
 /** The page for `path`: the one that lists it, or the 404 page. */
 const pageFor = (path: string) =>
@@ -293,6 +297,8 @@ export interface Pages {
   lab?: Uint8Array;
   /** Sent for `/lab.js`, the experiment's script (lab.js), if there. */
   labScript?: Uint8Array;
+  /** Sent for `/lab_analysis.js`, what lab.js makes of a run, if there. */
+  labAnalysis?: Uint8Array;
 }
 
 /**
@@ -595,7 +601,7 @@ export class Owner implements Disposable {
         (status === 405 ? "Allow: GET, HEAD\r\n" : "") +
         `Connection: close\r\nServer-Timing: ${
           metrics ? `${metrics}, ` : ""
-        }handle;dur=`,
+        }idle;dur=`,
     );
     this.#heads.set(key, head);
     return head;
@@ -656,7 +662,9 @@ async function* retrying(listener: Deno.Listener, server: Server) {
 
 /** One connection while handle() has it. */
 class Exchange {
-  readonly started: number = performance.now();
+  readonly accepted: number = performance.now();
+  /** When the request's first byte came: its time starts there. */
+  started: number = this.accepted;
   readonly options: HandleOptions;
   /** Method and target, once read: the start of its log line. */
   requestLine = "-";
@@ -773,6 +781,7 @@ async function readHead(
       const read = await conn.read(length ? buffer.subarray(length) : buffer);
       if (exchange.ended) throw new Deno.errors.Interrupted(exchange.ended);
       if (read === null) return "closed";
+      if (length === 0) exchange.started = performance.now();
       // The blank line may straddle two reads, so look back a little.
       const end = findHeadEnd(buffer, Math.max(0, length - 3));
       length += read;
@@ -935,9 +944,11 @@ async function send(
 function response(
   head: Uint8Array,
   body: Uint8Array,
-  { started, withBody, owner }: Exchange,
+  { accepted, started, withBody, owner }: Exchange,
 ): Uint8Array {
-  const dur = `${(performance.now() - started).toFixed(1)}\r\n\r\n`;
+  const idle = (started - accepted).toFixed(1);
+  const handling = (performance.now() - started).toFixed(1);
+  const dur = `${idle}, handle;dur=${handling}\r\n\r\n`;
   // The time is ASCII: one byte a character.
   const length = head.length + dur.length + (withBody ? body.byteLength : 0);
   const bytes = owner.take(length);
@@ -952,7 +963,8 @@ const encoder = new TextEncoder();
 /**
  * Loads the pages beside this module, wherever it is: a folder (`file:`), a
  * web server (`http:`, `https:`) or JSR. The book's two pages are enough:
- * without `lab.html` and `lab.js`, the lab is left out and `/lab` answers 404.
+ * without `lab.html`, `lab.js` and `lab_analysis.js`, the lab is left out and
+ * `/lab` answers 404.
  *
  * @param folder Where the pages are, as a URL ending in `/`.
  * @returns The pages, as bytes.
@@ -981,13 +993,12 @@ export async function loadPages(
     } catch (error) {
       // Deno's fetch() says "(os error 2)" for a file that is not there.
       const missing = /^404 |\(os error 2\)/.test((error as Error).message);
-      if (page.startsWith("lab") && missing) continue;
+      if (LAB.includes(page) && missing) continue;
       throw new Error(`Cannot load ${url}: ${(error as Error).message}`);
     }
   }
-  if (!pages.lab || !pages.labScript) { // half a lab is none
-    delete pages.lab;
-    delete pages.labScript;
+  if (LAB.some((page) => !pages[page])) {
+    LAB.forEach((page) => delete pages[page]); // half a lab is none
   }
   return pages as Pages;
 }
@@ -1284,7 +1295,9 @@ async function main(args: readonly string[]): Promise<number> {
     : mode;
   const lab = pages.lab
     ? `run the experiment at ${url}lab`
-    : `${PAGES.lab.file} or ${PAGES.labScript.file} was not found, so the lab is off`;
+    : `${
+      LAB.map((page) => PAGES[page].file).join(" or ")
+    } was not found, so the lab is off`;
   const started = `Listening on ${url} (${how}); ${lab}`;
 
   const stop = new AbortController();
