@@ -1,9 +1,11 @@
 #!/usr/bin/env -S deno run --allow-net=127.0.0.1 --allow-read
+// The #! line allows every read where deno.json's tasks allow `.`: run as
+// ./main.ts, it may be started from any folder, and `.` would be that one.
 /**
  * One accept loop, two servers: `await handle(conn)` serves one client at a
  * time, a detached `handle(conn)` serves them all at once (and parallel mode
  * runs that loop in a worker per CPU). A Deno port of the Rust async book's
- * final project. Read {@linkcode serve} first.
+ * final project.
  *
  * @module
  */
@@ -17,14 +19,19 @@ import { parseArgs } from "jsr:@std/cli@^1.0.32/parse-args";
 // deno-lint-ignore no-import-prefix
 import { STATUS_TEXT, type StatusCode } from "jsr:@std/http@^1.1.3/status";
 
+// ===========================================================================
+// 1. The lesson: serve(), handle() and the routes. Read this first; every
+// later section is plumbing that a first reading may skip.
+// ===========================================================================
+
 /**
  * Accepts connections on `listener` and answers each with {@linkcode handle}:
  * in `"serial"` mode one at a time, in `"concurrent"` mode all at once.
  *
  * @param listener Where connections come from; closed when the server stops.
  * @param options The mode and the pages; the rest default to {@linkcode DEFAULTS}.
- * @returns A promise that resolves once stopped and every connection is closed.
- * @throws {TypeError | RangeError} At once, for a mistake in the options.
+ * @returns A promise that resolves once stopped and every connection is
+ * closed, and rejects at once, before accepting, for a mistake in `options`.
  *
  * @example Serve until stopped
  * ```ts
@@ -43,36 +50,39 @@ export async function serve(
   options: ServeOptions,
 ): Promise<void> {
   using server = new Server(listener, options);
-  const { mode, forEach, owner, maxInFlight } = server;
-  for await (const conn of retrying(listener, server)) {
+  const { mode, maxInFlight, handleOptions, open } = server;
+  // As `for await (const conn of listener)`, but an accept that fails (out
+  // of file descriptors, say) is logged and tried again, not the end.
+  for await (const conn of server.accepted()) {
     if (mode === "serial") {
       // The loop waits here until this client is done. Meanwhile nothing
       // accepts: later clients wait in the kernel's backlog.
-      await handle(conn, forEach);
+      await handle(conn, handleOptions);
     } else {
       // No await. Unlike a Rust future, which does nothing until polled, a
       // promise's work starts when it is called: handle() runs up to its
       // first await (the first read), so this client is being served when
       // the loop goes back to accept the next. No spawn is needed, and a
       // forgotten await gives no warning.
-      handle(conn, forEach);
+      handle(conn, handleOptions);
       // With a limit, a full house waits for one client to finish first.
-      if (owner.size >= maxInFlight) await owner.oneEnded();
+      if (open.size >= maxInFlight) await open.oneClosed();
     }
   }
-  await owner.allEnded();
+  await open.allClosed();
 }
 
 /**
  * Reads one HTTP/1.x request from `conn`, answers it (the routes are just
- * below) and closes `conn`. Logs one line: the request, the status and the
+ * below), closes `conn` and logs one line: the request, the status and the
  * time taken, or what went wrong.
  *
  * @param conn The accepted connection; closed before the promise settles.
  * @param options The pages; the rest default to {@linkcode DEFAULTS}.
- * @returns A promise that resolves once `conn` is closed. It never rejects (a
- * client that vanished or stalled is logged), so it can be left unawaited.
- * @throws {TypeError | RangeError} At once, for a mistake in the options.
+ * @returns A promise that resolves once `conn` is closed. It never rejects
+ * for what a client does (a client that vanished or stalled is logged), so
+ * it can be left unawaited; it rejects at once, before reading, for a
+ * mistake in `options`.
  *
  * @example Answer one connection
  * ```ts
@@ -85,28 +95,44 @@ export async function serve(
  * listener.close();
  * ```
  */
-export function handle(
+export async function handle(
   conn: Connection,
   options: HandleOptions,
 ): Promise<void> {
-  // With an owner, its options were checked when it was made, and are used.
-  if (options.owner) return answerAndLog(new Exchange(conn, options.owner));
-  // On its own: an owner for this one connection, gone with it.
-  const owner = new Owner(options);
-  return answerAndLog(new Exchange(conn, owner)).finally(() =>
-    owner[Symbol.dispose]()
-  );
+  // serve() hands over the open connections it keeps; on its own, handle()
+  // keeps this one, and lets go of its timer and listeners at the end.
+  using alone = OPEN in options ? undefined : new OpenConnections(options);
+  const open = alone ?? (options as FromServe)[OPEN];
+  const exchange = open.add(conn);
+  let outcome: string;
+  try {
+    outcome = String(await answer(exchange));
+    if (exchange.unread) await drain(conn).catch(() => {});
+  } catch (error) {
+    // A stop, a stalled write or a client gone: the log says which.
+    const { ended } = exchange;
+    outcome = ended ? ENDED[ended] : `failed: ${describe(error)}`;
+  } finally {
+    closeQuietly(conn);
+    open.remove(exchange);
+  }
+  const elapsedMs = Math.round(performance.now() - exchange.started);
+  const line = `${exchange.requestLine} ${outcome} (${elapsedMs} ms)`;
+  open.log(line);
+  open.trace?.(`#${exchange.number} done: ${line}`);
 }
 
 /** The routes. Returns the status sent, or why none was. */
 async function answer(exchange: Exchange): Promise<StatusCode | string> {
   const head = await readHead(exchange);
   if (head === "closed") return "closed by the client before a whole request";
+  if (head === "late") return await send(exchange, 408);
   if (head === "too large") return await send(exchange, 431);
   const request = parseHead(head, exchange);
-  const { sleepMs = DEFAULTS.sleepMs, drop, onEvent } = exchange.options;
-  onEvent?.(exchange.conn, `head: ${exchange.requestLine}`);
+  const { open } = exchange;
+  open.trace?.(`#${exchange.number} head: ${exchange.requestLine}`);
   if (request.error) return await send(exchange, request.error);
+  const { sleepMs, drop, pages } = open.options;
   if (request.path === "/sleep") {
     // A timer: in concurrent mode the thread serves other clients
     // meanwhile; in serial mode the loop is waiting for this one.
@@ -116,572 +142,41 @@ async function answer(exchange: Exchange): Promise<StatusCode | string> {
     const until = performance.now() + sleepMs;
     while (performance.now() < until); // the async book's warning
   }
-  return await send(exchange, pageFor(request.path));
+  return await send(exchange, pageFor(request.path, pages));
 }
 
-// ---------------------------------------------------------------------------
-// The pages and the options, each said once
-
-/** Which file answers which paths, with which status and type. */
-// deno-fmt-ignore
-const PAGES = {
-  hello: { file: "hello.html", paths: ["/", "/sleep", "/block"], status: 200 },
-  notFound: { file: "404.html", paths: [], status: 404 }, // any other path
-  lab: { file: "lab.html", paths: ["/lab"], status: 200 },
-  labScript: { file: "lab.js", paths: ["/lab.js"], status: 200,
-    type: "text/javascript" },
-  labAnalysis: { file: "lab_analysis.js", paths: ["/lab_analysis.js"],
-    status: 200, type: "text/javascript" },
-} as const;
-const pageNames = Object.keys(PAGES) as (keyof Pages)[];
-/** The lab's pages: all of them, or no lab. */
-const LAB = pageNames.filter((page) => page.startsWith("lab"));
-
-/** The page for `path`: the one that lists it, or the 404 page. */
-const pageFor = (path: string) =>
-  pageNames.find((page) =>
-    (PAGES[page].paths as readonly string[]).includes(path)
-  ) ?? "notFound";
-
-/** An option with a default; see {@linkcode OPTIONS}. */
-interface Option {
-  default: number | string | boolean;
-  for: "handle" | "serve" | "command line";
-  range?: readonly [number, number];
-  help: string;
-}
-const MAX_DELAY = 2 ** 31 - 1; // the longest setTimeout() takes
-
-/**
- * Every option with a default, said once: its default, who takes it
- * (handle() takes `"handle"` ones, serve() those and `"serve"` ones), its
- * range if a number, and its line in `--help`. DEFAULTS, the checks of
- * serve() and handle(), the command line and `--help` are made from it.
- *
- * @example The range of --port
- * ```ts
- * const [lowest, highest] = OPTIONS.port.range;
- * console.assert(lowest === 0 && highest === 65535);
- * ```
- */
-// deno-fmt-ignore
-export const OPTIONS = {
-  port: { default: 7878, for: "command line", range: [0, 65535],
-    help: "the port; 0 takes any free one" },
-  hostname: { default: "127.0.0.1", for: "command line",
-    help: "the address, such as ::1" },
-  sleepMs: { default: 5000, for: "handle", range: [0, MAX_DELAY],
-    help: "how long /sleep waits and /block spins" },
-  headTimeoutMs: { default: 5000, for: "handle", range: [1, MAX_DELAY],
-    help: "time to send a request head, then 408" },
-  sendTimeoutMs: { default: 5000, for: "handle", range: [1, MAX_DELAY],
-    help: "time a write may make no progress, then close" },
-  maxHeadBytes: { default: 8192, for: "handle", range: [64, 2 ** 20],
-    help: "the largest request head, then 431" },
-  graceMs: { default: 10_000, for: "serve", range: [0, MAX_DELAY],
-    help: "on Ctrl-C or SIGTERM, time left to requests" },
-  maxInFlight: { default: Infinity, for: "serve", range: [1, Infinity],
-    help: "at most N connections at once in each loop" },
-  workers: { default: navigator.hardwareConcurrency, for: "command line",
-    range: [1, 1024], help: "parallel: how many worker threads" },
-  quiet: { default: false, for: "serve", help: "no line per connection" },
-  trace: { default: false, for: "serve",
-    help: "a line as each connection is accepted, has its head, is done" },
-} as const satisfies Record<string, Option>;
-type OptionName = keyof typeof OPTIONS;
-
-/** The options without a default, by who takes them. */
-const UNDEFAULTED = {
-  handle: ["pages", "log", "stop", "drop", "serverTiming", "onEvent", "owner"],
-  serve: ["mode", "worker"],
-};
-
-/**
- * The default of every option, for the library and the command line.
- *
- * @example A fifth of the default sleep
- * ```ts
- * console.assert(DEFAULTS.sleepMs / 5 === 1000);
- * ```
- */
-export const DEFAULTS: {
-  readonly [N in keyof typeof OPTIONS]: (typeof OPTIONS)[N]["default"] extends
-    number ? number
-    : (typeof OPTIONS)[N]["default"] extends string ? string
-    : boolean;
-} = Object.fromEntries(
-  Object.entries(OPTIONS).map(([name, option]) => [name, option.default]),
-) as never;
-
-/**
- * Throws unless `taker` takes every option given, each with a value it
- * accepts: at once, so that an unchecked script gets an error, not a loop
- * that never ends.
- */
-function checkOptions(options: HandleOptions, taker: "handle" | "serve") {
-  for (const name in options) {
-    const option: Option | undefined = OPTIONS[name as OptionName];
-    const owner = option?.for ??
-      (["handle", "serve"] as const).find((t) => UNDEFAULTED[t].includes(name));
-    if (owner === undefined) {
-      throw new TypeError(`${taker}() has no option "${name}"`);
-    }
-    if (owner === "command line" || owner === "serve" && taker === "handle") {
-      const where = owner === "serve" ? "serve()" : "the command line";
-      throw new TypeError(`${name} is an option of ${where}, not ${taker}()`);
-    }
-    const value = options[name as keyof HandleOptions];
-    if (option && value !== undefined) checkValue(name, value, option);
-  }
-  const { pages, mode } = options as Partial<ServeOptions>;
-  const page = (["hello", "notFound"] as const).find((page) =>
-    !(pages?.[page] instanceof Uint8Array)
-  );
-  if (page) {
-    throw new TypeError(`pages.${page} must be a Uint8Array; see loadPages()`);
-  }
-  if (taker === "serve" && mode !== "serial" && mode !== "concurrent") {
-    throw new TypeError(
-      `mode must be "serial" or "concurrent", not ${quote(mode)}`,
-    );
-  }
-}
-
-/** Returns `value` if it has the option's type and lies in its range. */
-function checkValue(name: string, value: unknown, option: Option): unknown {
-  const type = typeof option.default;
-  if (typeof value !== type || Number.isNaN(value)) {
-    throw new TypeError(`${name} must be a ${type}, not ${quote(value)}`);
-  }
-  const [min, max] = option.range ?? [];
-  const n = value as number;
-  if (
-    min !== undefined &&
-    !((Number.isInteger(n) || n === Infinity) && n >= min && n <= max!)
-  ) {
-    throw new RangeError(
-      `${name} must be a whole number from ${min} to ${max}, not ${n}`,
-    );
-  }
-  return value;
-}
-
-/** A value as an error message quotes it: strings in quotes. */
-const quote = (value: unknown) =>
-  typeof value === "string" ? JSON.stringify(value) : String(value);
-
-/**
- * How the accept loop treats each connection: `"serial"` or `"concurrent"`.
- *
- * @example The mode from the arguments
- * ```ts
- * const mode: Mode = Deno.args.includes("serial") ? "serial" : "concurrent";
- * ```
- */
-export type Mode = "serial" | "concurrent";
-
-/**
- * The pages the server sends, as bytes ready to write: see {@linkcode loadPages}.
- *
- * @example The book's two pages, without the lab (`/lab` answers 404)
- * ```ts
- * const { hello, notFound }: Pages = await loadPages();
- * ```
- */
-export interface Pages {
-  /** Sent for `/`, `/sleep` and `/block` (hello.html). */
-  hello: Uint8Array;
-  /** Sent, with status 404, for any other path (404.html). */
-  notFound: Uint8Array;
-  /** Sent for `/lab`, the experiment in the browser (lab.html), if there. */
-  lab?: Uint8Array;
-  /** Sent for `/lab.js`, the experiment's script (lab.js), if there. */
-  labScript?: Uint8Array;
-  /** Sent for `/lab_analysis.js`, what lab.js makes of a run, if there. */
-  labAnalysis?: Uint8Array;
-}
-
-/**
- * What {@linkcode handle} needs of a connection: a socket, or a fake one.
- *
- * @example A Deno.Conn is one
- * ```ts
- * const close = (conn: Connection) => conn.close();
- * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * using _client = await Deno.connect({ port: listener.addr.port });
- * close(await listener.accept());
- * ```
- */
-export type Connection =
-  & Pick<Deno.Conn, "read" | "write" | "close">
-  & Partial<Pick<Deno.Conn, "closeWrite">>;
-
-/**
- * Options for {@linkcode handle}; all but `pages` have defaults
- * ({@linkcode DEFAULTS}); `deno run main.ts --help` says what each means.
- *
- * @example Short limits, for a test
- * ```ts
- * const options: HandleOptions = { pages: await loadPages(), sleepMs: 10 };
- * ```
- */
-export interface HandleOptions {
-  /** The pages to send; see {@linkcode loadPages}. */
-  pages: Pages;
-  /** How long `/sleep` waits, and `/block` spins, in milliseconds. */
-  sleepMs?: number;
-  /** How long a client has to send its request head, in ms; then 408. */
-  headTimeoutMs?: number;
-  /** How long a write may make no progress, in ms; then the connection ends. */
-  sendTimeoutMs?: number;
-  /** The largest request head accepted, in bytes; a larger one gets 431. */
-  maxHeadBytes?: number;
-  /** Where the one line per connection goes. Defaults to `console.log`. */
-  log?: (line: string) => void;
-  /** Once aborted, a connection still waiting for its head is closed. */
-  stop?: AbortSignal;
-  /** Once aborted, the request is dropped: its connection closed at once. */
-  drop?: AbortSignal;
-  /** Metrics to put before `handle;dur=` in `Server-Timing`. */
-  serverTiming?: string;
-  /** Called with `head: GET /` as the head arrives, `done: …` at the end. */
-  onEvent?: (conn: Connection, event: string) => void;
-  /** Who keeps the connection while it is open; see {@linkcode Owner}. */
-  owner?: Owner;
-}
-
-/**
- * Options for {@linkcode serve}; all but `mode` and `pages` have defaults.
- *
- * @example Concurrent, at most 100 at once, quiet
- * ```ts
- * const pages = await loadPages();
- * const options: ServeOptions = { mode: "concurrent", pages, maxInFlight: 100, quiet: true };
- * ```
- */
-export interface ServeOptions extends HandleOptions {
-  /** Whether the accept loop awaits each connection or detaches it. */
-  mode: Mode;
-  /** Concurrent mode: how many are served at once; 1 is serial mode. */
-  maxInFlight?: number;
-  /** No line per connection; the server's own events are still logged. */
-  quiet?: boolean;
-  /** Logs each connection by number as it is accepted, read and done. */
-  trace?: boolean;
-  /** Once stopped, how long requests in flight have to finish, in ms. */
-  graceMs?: number;
-  /** Stops the server: no new connections, `graceMs` for those in flight. */
-  stop?: AbortSignal;
-  /** Once aborted, what is still in flight is dropped at once. */
-  drop?: AbortSignal;
-  /** Parallel mode: this worker's number, named in `Server-Timing`. */
-  worker?: number;
-}
-
-// ---------------------------------------------------------------------------
-// What serve() owns
-
-/**
- * What one serve() call owns besides its loop and its {@linkcode Owner}: the
- * listener's stop. On `stop` the listener closes, connections still waiting
- * for their head close, and the grace period starts; at its end, or on
- * `drop`, whatever is still in flight is dropped.
- */
-class Server extends DisposableStack {
-  readonly mode: Mode;
-  readonly maxInFlight: number;
-  readonly owner: Owner;
-  readonly log: (line: string) => void;
-  /** The options given to each handle(). */
-  readonly forEach: HandleOptions;
-  /** Called with each connection accepted: `trace` logs it. */
-  accepted = (_conn: Connection) => {};
-
-  constructor(listener: Deno.Listener, options: ServeOptions) {
-    super();
-    checkOptions(options, "serve");
-    const { mode, maxInFlight, graceMs, quiet, trace, worker, drop, ...rest } =
-      options;
-    this.mode = mode;
-    this.maxInFlight = maxInFlight ?? DEFAULTS.maxInFlight;
-    this.log = safely(options.log ?? console.log);
-    const dropping = new AbortController();
-    const metrics = worker ? `parallel, worker;desc=${worker}` : mode;
-    this.forEach = {
-      ...rest,
-      log: quiet || trace ? () => {} : this.log,
-      drop: dropping.signal,
-      serverTiming: `mode;desc=${metrics}`,
-    };
-    this.owner = this.use(new Owner(this.forEach));
-    this.forEach.owner = this.owner;
-    if (trace) {
-      const numbers = new WeakMap<Connection, number>();
-      let count = 0;
-      this.accepted = (conn) => {
-        numbers.set(conn, ++count);
-        this.log(`#${count} accepted`);
-      };
-      this.forEach.onEvent = (conn, event) =>
-        this.log(`#${numbers.get(conn)} ${event}`);
-    }
-    const dropAll = (why: string) => {
-      const count = this.owner.size;
-      if (count > 0 && !dropping.signal.aborted) {
-        this.log(`Dropping ${plural(count, "request")} still in flight ${why}`);
-      }
-      dropping.abort();
-    };
-    const grace = graceMs ?? DEFAULTS.graceMs;
-    this.use(onAbort(options.stop, () => {
-      closeQuietly(listener);
-      const why = `after the grace period of ${grace} ms`;
-      this.use(timeout(grace, () => dropAll(why)));
-    }));
-    this.use(onAbort(drop, () => {
-      closeQuietly(listener);
-      dropAll(`on ${drop!.reason}`);
-    }));
-  }
-}
-
-/**
- * Who keeps the connections that handle() has open: their options, a list
- * of them, one timer for all their deadlines (the head timeout, the send
- * timeout) and each response head, built once. `stop` closes those still
- * waiting for their head; `drop` closes them all. serve() makes one for all
- * its connections and passes it as `owner`; handle() on its own makes one
- * for its connection. One timer and one list, not a timer and two signal
- * listeners a connection: those cost 35 % more CPU a request, 41 % more
- * memory after load and 5 KiB more per held connection.
- *
- * @example One owner for the connections of a loop of your own
- * ```ts
- * using owner = new Owner({ pages: await loadPages(), log() {} });
- * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * const answered = fetch(`http://127.0.0.1:${listener.addr.port}/`);
- * await handle(await listener.accept(), { pages: owner.options.pages, owner });
- * console.assert((await answered).status === 200 && owner.size === 0);
- * ```
- */
-export class Owner implements Disposable {
-  /** The options of every connection it keeps. */
-  readonly options: HandleOptions;
-  /** Where each connection's line goes; a log that fails loses it. */
-  readonly log: (line: string) => void;
-  /**
-   * Its open connections: an array where one leaving moves the last into
-   * its place, not a Set, which kept them alive long enough for V8 to
-   * promote them: 120 MiB against 67 to 80 after load.
-   */
-  readonly #open: Exchange[] = [];
-  #wake = () => {};
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #timerAt = Infinity;
-  readonly #heads = new Map<string | number, Uint8Array>();
-  readonly #cleanup = new DisposableStack();
-
-  /** Keeps connections with `options`, which it checks. */
-  constructor(options: HandleOptions) {
-    checkOptions(options, "handle");
-    this.options = options;
-    this.log = safely(options.log ?? console.log);
-    this.#cleanup.use(
-      onAbort(options.stop, () => this.#end("head", "shutdown")),
-    );
-    this.#cleanup.use(onAbort(options.drop, () => this.#end("any", "dropped")));
-  }
-
-  /** How many connections it has open. */
-  get size(): number {
-    return this.#open.length;
-  }
-
-  /**
-   * Keeps `exchange` until remove().
-   *
-   * @ignore
-   */
-  add(exchange: Exchange): void {
-    exchange.index = this.#open.push(exchange) - 1;
-    const { stop, drop } = this.options;
-    if (drop?.aborted) exchange.end("dropped");
-    else if (stop?.aborted) exchange.end("shutdown");
-  }
-
-  /**
-   * Lets `exchange` go.
-   *
-   * @ignore
-   */
-  remove(exchange: Exchange): void {
-    const last = this.#open.pop()!;
-    if (last !== exchange) this.#open[last.index = exchange.index] = last;
-    this.#wake();
-  }
-
-  /** Resolves once the next connection is closed; only the loop waits. */
-  oneEnded(): Promise<void> {
-    return new Promise((resolve) => this.#wake = resolve);
-  }
-
-  /** Resolves once every connection is closed. */
-  async allEnded(): Promise<void> {
-    while (this.size > 0) await this.oneEnded();
-  }
-
-  /**
-   * Notes that `exchange` waits for `what`, for `ms` at most.
-   *
-   * @ignore
-   */
-  wait(exchange: Exchange, what: "head" | "write", ms: number): void {
-    exchange.waiting = what;
-    exchange.deadline = performance.now() + ms;
-    if (exchange.deadline < this.#timerAt) this.#arm(exchange.deadline);
-  }
-
-  /** Ends, for `why`, each connection that waits for `what`. */
-  #end(what: "head" | "any", why: keyof typeof ENDED): void {
-    // From the last, so that one leaving meanwhile moves one seen already.
-    for (let i = this.#open.length - 1; i >= 0; i--) {
-      const exchange = this.#open[i];
-      if (what === "any" || exchange.waiting === what) exchange.end(why);
-    }
-  }
-
-  #arm(at: number): void {
-    clearTimeout(this.#timer);
-    this.#timerAt = at;
-    this.#timer = setTimeout(() => this.#late(), at - performance.now());
-  }
-
-  /** Ends what ran out of time, then waits for the next deadline. */
-  #late(): void {
-    const now = performance.now();
-    let next = Infinity;
-    for (let i = this.#open.length - 1; i >= 0; i--) {
-      const exchange = this.#open[i];
-      if (exchange.waiting === undefined) continue;
-      if (exchange.deadline > now) next = Math.min(next, exchange.deadline);
-      else if (exchange.waiting === "write") exchange.end("stalled");
-      else {
-        // A pending read ends only when its connection closes: answer 408
-        // first. The read then fails, and handle() logs why.
-        exchange.waiting = undefined;
-        exchange.ended ??= "timeout";
-        send(exchange, 408)
-          .catch(() => {}) // a client too slow to send a head may be gone
-          .finally(() => closeQuietly(exchange.conn));
-      }
-    }
-    this.#timerAt = Infinity;
-    // Thousands of deadlines cost one visit every 50 ms at most.
-    if (next < Infinity) this.#arm(Math.max(next, now + 50));
-  }
-
-  /**
-   * A response's head, up to the time in its last field; built once:
-   * building each response whole cost up to 7 % more CPU a request.
-   *
-   * @ignore
-   */
-  head(
-    key: string | number,
-    status: StatusCode,
-    type: string,
-    length: number,
-  ): Uint8Array {
-    let head = this.#heads.get(key);
-    if (head) return head;
-    const metrics = this.options.serverTiming;
-    head = encoder.encode(
-      `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\n` +
-        `Content-Type: ${type}; charset=utf-8\r\nContent-Length: ${length}\r\n` +
-        (status === 405 ? "Allow: GET, HEAD\r\n" : "") +
-        `Connection: close\r\nServer-Timing: ${
-          metrics ? `${metrics}, ` : ""
-        }idle;dur=`,
-    );
-    this.#heads.set(key, head);
-    return head;
-  }
-
-  /**
-   * `length` bytes for a response, carved from a larger buffer: a buffer
-   * of its own for each response cost 13 % more CPU time a request. From
-   * the second response on, a 64 KiB slab, freed once its last write is done.
-   *
-   * @ignore
-   */
-  take(length: number): Uint8Array {
-    if (this.#used + length > this.#slab.length) {
-      const size = this.#slab.length ? Math.max(SLAB, length) : length;
-      this.#slab = new Uint8Array(size);
-      this.#used = 0;
-    }
-    this.#used += length;
-    return this.#slab.subarray(this.#used - length, this.#used);
-  }
-  #slab = new Uint8Array(0);
-  #used = 0;
-
-  /** Stops its timer and its listeners. */
-  [Symbol.dispose](): void {
-    clearTimeout(this.#timer);
-    this.#cleanup.dispose();
-  }
-}
-
-/**
- * The listener's connections, as `for await (const conn of listener)` gives
- * them, but a failed accept (out of file descriptors, say) is logged and
- * retried after a pause that doubles each time, up to a second.
- */
-async function* retrying(listener: Deno.Listener, server: Server) {
-  for (let pauseMs = 0;;) {
-    try {
-      const conn = await listener.accept();
-      server.accepted(conn);
-      yield conn;
-      pauseMs = 0;
-    } catch (error) {
-      // Closed by a stop:
-      if (error instanceof Deno.errors.BadResource) return;
-      if (error instanceof Deno.errors.Interrupted) return;
-      pauseMs = Math.min(Math.max(pauseMs * 2, 10), 1000);
-      const again = `trying again in ${pauseMs} ms`;
-      server.log(`Accept failed: ${describe(error)}; ${again}`);
-      await delay(pauseMs);
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------
-// One connection, from its first read to its close
+// ===========================================================================
+// 2. One connection, from its first read to its close: reading and parsing
+// the request head (RFC 9112, for a server that reads no bodies), then
+// writing the response. Skip it unless you want the HTTP details.
+// ===========================================================================
 
 /** One connection while handle() has it. */
 class Exchange {
   readonly accepted: number = performance.now();
-  /** When the request's first byte came: its time starts there. */
+  /** When the request's first byte came: its time counts from there. */
   started: number = this.accepted;
-  readonly options: HandleOptions;
   /** Method and target, once read: the start of its log line. */
   requestLine = "-";
   /** False for HEAD: the response's head only. */
   withBody = true;
   /** Whether the client may still be sending: a body, or more head. */
   unread = false;
-  /** What it waits for, until when (see Owner's wait()). */
+  /** What it waits for, until when (see OpenConnections' wait()). */
   waiting: "head" | "write" | undefined;
   deadline = Infinity;
-  /** Where it stands in its owner's list. */
+  /** Ends the wait for the head: the timer calls it when time is up. */
+  late = () => {};
+  /** Where it stands in the list of open connections. */
   index = -1;
   /** Why it was ended early, if it was. */
   ended: keyof typeof ENDED | undefined;
-  constructor(readonly conn: Connection, readonly owner: Owner) {
-    this.options = owner.options;
-  }
+  constructor(
+    readonly conn: Connection,
+    readonly open: OpenConnections,
+    /** Its number in the trace: the order it came in. */
+    readonly number: number,
+  ) {}
 
   /** Closes the connection for `why`: a pending read or write then fails. */
   end(why: keyof typeof ENDED): void {
@@ -692,83 +187,28 @@ class Exchange {
 
 /** What the log line says of a connection ended early, by why. */
 const ENDED = {
-  timeout: "408",
   shutdown: "closed at shutdown before a whole request",
   stalled: "closed: a write made no progress for the send timeout",
   dropped: "dropped before it was done",
 } as const;
 
-/** handle(), its options checked: answers, closes, logs one line. */
-async function answerAndLog(exchange: Exchange): Promise<void> {
-  const { conn, owner, options: { onEvent } } = exchange;
-  owner.add(exchange);
-  let outcome: string;
-  try {
-    outcome = String(await answer(exchange));
-    if (exchange.unread) await drain(conn).catch(() => {});
-  } catch (error) {
-    const { ended } = exchange;
-    outcome = ended ? ENDED[ended] : `failed: ${describe(error)}`;
-  } finally {
-    closeQuietly(conn);
-    owner.remove(exchange);
-  }
-  const elapsedMs = Math.round(performance.now() - exchange.started);
-  const line = `${exchange.requestLine} ${outcome} (${elapsedMs} ms)`;
-  owner.log(line);
-  onEvent?.(conn, `done: ${line}`);
-}
-
 /**
- * After the answer, reads and drops what the client still sends, for a
- * bounded time: closing with bytes unread would reset the connection, and
- * the client could lose its answer. The write side is closed first, so the
- * client sees the response end (RFC 9112 §9.6).
- */
-async function drain(conn: Connection): Promise<void> {
-  await conn.closeWrite?.();
-  using _late = timeout(DRAIN.ms, () => closeQuietly(conn));
-  const buffer = new Uint8Array(16 * 1024);
-  for (let total = 0; total < DRAIN.bytes;) {
-    const read = await conn.read(buffer);
-    if (read === null) return;
-    total += read;
-  }
-}
-const DRAIN = { ms: 2000, bytes: 4 * 2 ** 20 };
-const SLAB = 64 * 1024;
-
-/** Calls `then` once `signal` is aborted (now, if it is) until disposed of. */
-function onAbort(signal: AbortSignal | undefined, then: () => void) {
-  if (signal?.aborted) then();
-  else signal?.addEventListener("abort", then);
-  return { [Symbol.dispose]: () => signal?.removeEventListener("abort", then) };
-}
-
-/** Calls `then` after `ms`, unless disposed of first. */
-function timeout(ms: number, then: () => void): Disposable {
-  const timer = setTimeout(then, ms);
-  return { [Symbol.dispose]: () => clearTimeout(timer) };
-}
-
-// ---------------------------------------------------------------------------
-// Reading and parsing the request head: RFC 9112, for a server that reads
-// no bodies
-
-/**
- * Reads up to the blank line that ends the head, or says why it can't. A
- * head not complete in time gets 408; a stop closes the connection. Either
- * makes the pending read fail, and handle() logs why (see Exchange's end()).
+ * Reads up to the blank line that ends the head, or says why it can't: the
+ * client closed, the head timeout came first (`"late"`: 408), or the head
+ * is too large (431). A stop closes the connection, and the read fails.
  */
 async function readHead(
   exchange: Exchange,
-): Promise<Uint8Array | "closed" | "too large"> {
-  const { conn, owner, options } = exchange;
-  const { maxHeadBytes = DEFAULTS.maxHeadBytes } = options;
-  owner.wait(exchange, "head", options.headTimeoutMs ?? DEFAULTS.headTimeoutMs);
-  // Most heads are a few hundred bytes: start small and grow up to the
-  // limit, so that thousands of waiting connections cost little memory.
-  let buffer = new Uint8Array(Math.min(256, maxHeadBytes));
+): Promise<Uint8Array | "closed" | "late" | "too large"> {
+  const { conn, open } = exchange;
+  const { maxHeadBytes, headTimeoutMs } = open.options;
+  // A pending read cannot be called off, only raced: the timer settles
+  // this when the head timeout is up, and the read is left to fail at close.
+  const late = new Promise<"late">((resolve) =>
+    exchange.late = () => resolve("late")
+  );
+  open.wait(exchange, "head", headTimeoutMs);
+  let buffer = new Uint8Array(Math.min(TUNING.firstHeadBytes, maxHeadBytes));
   try {
     for (let length = 0;;) {
       if (length === buffer.length) {
@@ -778,7 +218,9 @@ async function readHead(
         larger.set(buffer);
         buffer = larger;
       }
-      const read = await conn.read(length ? buffer.subarray(length) : buffer);
+      const reading = conn.read(length ? buffer.subarray(length) : buffer);
+      const read = await Promise.race([reading, late]);
+      if (read === "late") return read;
       if (exchange.ended) throw new Deno.errors.Interrupted(exchange.ended);
       if (read === null) return "closed";
       if (length === 0) exchange.started = performance.now();
@@ -799,11 +241,7 @@ async function readHead(
  * what was read, the buffer is still all zeros, so the search needs no end.
  */
 function findHeadEnd(bytes: Uint8Array, from: number): number {
-  for (
-    let i = bytes.indexOf(LF, from);
-    i !== -1;
-    i = bytes.indexOf(LF, i + 1)
-  ) {
+  for (let i = bytes.indexOf(LF, from); i >= 0; i = bytes.indexOf(LF, i + 1)) {
     if (bytes[i + 1] === LF) return i + 2;
     if (bytes[i + 1] === CR && bytes[i + 2] === LF) return i + 3;
   }
@@ -899,11 +337,6 @@ function pathOf(target: string): string | undefined {
   }
 }
 
-const decoder = new TextDecoder();
-
-// ---------------------------------------------------------------------------
-// Writing the response
-
 /** The statuses sent with a short plain-text body that names them. */
 type ErrorStatus = 400 | 405 | 408 | 431 | 501 | 505;
 
@@ -916,55 +349,630 @@ async function send(
   exchange: Exchange,
   what: keyof Pages | ErrorStatus,
 ): Promise<StatusCode> {
-  const { conn, owner, options } = exchange;
-  const { pages, sendTimeoutMs = DEFAULTS.sendTimeoutMs } = options;
-  const page = typeof what === "number"
-    ? undefined
-    : pages[what]
-    ? what
-    : "notFound";
-  const status = page ? PAGES[page].status : what as ErrorStatus;
-  const body = page
-    ? pages[page]!
-    : encoder.encode(`${status} ${STATUS_TEXT[status]}\n`);
-  const type = page
-    ? (PAGES[page] as { type?: string }).type ?? "text/html"
-    : "text/plain";
-  const head = owner.head(page ?? status, status, type, body.byteLength);
-  const bytes = response(head, body, exchange);
+  const { conn, open } = exchange;
+  const { pages, sendTimeoutMs } = open.options;
+  const [status, type, body] = typeof what === "number"
+    ? [what, "text/plain", encoder.encode(`${what} ${STATUS_TEXT[what]}\n`)]
+    : [PAGES[what].status, PAGES[what].type, pages[what]!];
+  const bytes = response(exchange, status, type, body);
   for (let written = 0; written < bytes.length;) {
-    owner.wait(exchange, "write", sendTimeoutMs);
+    open.wait(exchange, "write", sendTimeoutMs);
     written += await conn.write(written ? bytes.subarray(written) : bytes);
   }
   exchange.waiting = undefined;
   return status;
 }
 
-/** A whole response: the head with the time so far, then the body. */
+/**
+ * A whole response in one buffer: the head, whose Server-Timing says how
+ * long the connection sat idle before its first byte and how long the
+ * request has taken since, then the body (none for HEAD).
+ */
 function response(
-  head: Uint8Array,
+  { accepted, started, withBody, open }: Exchange,
+  status: StatusCode,
+  type: string,
   body: Uint8Array,
-  { accepted, started, withBody, owner }: Exchange,
 ): Uint8Array {
   const idle = (started - accepted).toFixed(1);
   const handling = (performance.now() - started).toFixed(1);
-  const dur = `${idle}, handle;dur=${handling}\r\n\r\n`;
-  // The time is ASCII: one byte a character.
-  const length = head.length + dur.length + (withBody ? body.byteLength : 0);
-  const bytes = owner.take(length);
-  bytes.set(head);
-  encoder.encodeInto(dur, bytes.subarray(head.length));
-  if (withBody) bytes.set(body, head.length + dur.length);
+  const head = `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\n` +
+    `Content-Type: ${type}; charset=utf-8\r\n` +
+    `Content-Length: ${body.byteLength}\r\n` +
+    (status === 405 ? "Allow: GET, HEAD\r\n" : "") +
+    "Connection: close\r\n" +
+    `Server-Timing: ${open.serverTiming}` +
+    `idle;dur=${idle}, handle;dur=${handling}\r\n\r\n`;
+  // The head is ASCII: one byte a character.
+  const bytes = open.take(head.length + (withBody ? body.byteLength : 0));
+  encoder.encodeInto(head, bytes);
+  if (withBody) bytes.set(body, head.length);
   return bytes;
 }
 
+/**
+ * After the answer, reads and drops what the client still sends, for a
+ * bounded time: closing with bytes unread would reset the connection, and
+ * the client could lose its answer. The write side is closed first, so the
+ * client sees the response end (RFC 9112 §9.6).
+ */
+async function drain(conn: Connection): Promise<void> {
+  await conn.closeWrite?.();
+  using _late = timeout(TUNING.drainMs, () => closeQuietly(conn));
+  const buffer = new Uint8Array(16 * 1024);
+  for (let total = 0; total < TUNING.drainBytes;) {
+    const read = await conn.read(buffer);
+    if (read === null) return;
+    total += read;
+  }
+}
+
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+// ===========================================================================
+// 3. What serve() keeps: the open connections, their one timer, the stop.
+// Skip it unless you want to know how a server ends every connection it
+// starts, and what that costs.
+// ===========================================================================
+
+/**
+ * What one serve() call keeps besides its loop: the options each handle()
+ * is given, the open connections, and the stop. On `stop` the listener
+ * closes, connections still waiting for their head close, and the grace
+ * period starts; at its end, or on `drop`, whatever is in flight is dropped.
+ */
+class Server extends DisposableStack {
+  readonly mode: Mode;
+  readonly maxInFlight: number;
+  readonly open: OpenConnections;
+  /** What each handle() is given: the options, and where to join. */
+  readonly handleOptions: FromServe;
+  readonly #listener: Deno.Listener;
+  readonly #log: (line: string) => void;
+
+  constructor(listener: Deno.Listener, options: ServeOptions) {
+    super();
+    checkOptions(options, "serve");
+    const { mode, maxInFlight, graceMs, quiet, trace, worker, drop, ...rest } =
+      options;
+    this.mode = mode;
+    this.maxInFlight = maxInFlight ?? DEFAULTS.maxInFlight;
+    this.#listener = listener;
+    this.#log = safely(options.log ?? console.log);
+    const dropping = new AbortController();
+    const perConnection: HandleOptions = {
+      ...rest,
+      log: quiet || trace ? () => {} : this.#log,
+      drop: dropping.signal,
+    };
+    this.open = this.use(new OpenConnections(perConnection));
+    const metrics = worker ? `parallel, worker;desc=${worker}` : mode;
+    this.open.serverTiming = `mode;desc=${metrics}, `;
+    if (trace) this.open.trace = this.#log;
+    this.handleOptions = { ...perConnection, [OPEN]: this.open };
+
+    const dropAll = (why: string) => {
+      const count = this.open.size;
+      if (count > 0 && !dropping.signal.aborted) {
+        this.#log(
+          `Dropping ${plural(count, "request")} still in flight ${why}`,
+        );
+      }
+      dropping.abort();
+    };
+    const grace = graceMs ?? DEFAULTS.graceMs;
+    this.use(onAbort(options.stop, () => {
+      closeQuietly(listener);
+      const why = `after the grace period of ${grace} ms`;
+      this.use(timeout(grace, () => dropAll(why)));
+    }));
+    this.use(onAbort(drop, () => {
+      closeQuietly(listener);
+      dropAll(`on ${drop!.reason}`);
+    }));
+  }
+
+  /**
+   * The listener's connections until it is closed. A failed accept is
+   * logged and tried again after a pause that doubles each time.
+   */
+  async *accepted(): AsyncGenerator<Deno.Conn> {
+    for (let pauseMs = 0;;) {
+      try {
+        yield await this.#listener.accept();
+        pauseMs = 0;
+      } catch (error) {
+        // Closed by a stop:
+        if (error instanceof Deno.errors.BadResource) return;
+        if (error instanceof Deno.errors.Interrupted) return;
+        pauseMs = Math.min(Math.max(pauseMs * 2, 10), TUNING.maxAcceptPauseMs);
+        const again = `trying again in ${pauseMs} ms`;
+        this.#log(`Accept failed: ${describe(error)}; ${again}`);
+        await delay(pauseMs);
+      }
+    }
+  }
+}
+
+/** handle()'s options with every default filled in. */
+type Settled =
+  & HandleOptions
+  & Required<Omit<HandleOptions, "log" | "stop" | "drop">>;
+
+/** Where serve() puts its open connections in the options of handle(). */
+const OPEN: unique symbol = Symbol("the open connections to join");
+/** What serve() gives handle(): a key no user can write, so no option. */
+type FromServe = HandleOptions & { [OPEN]: OpenConnections };
+
+/**
+ * The connections that handle() has open, with their options: one list,
+ * and one timer for all their deadlines (the head timeout, the send
+ * timeout). `stop` closes those still waiting for their head; `drop` closes
+ * them all. serve() keeps one for all its connections; handle() on its own
+ * keeps one for its connection. One list and one timer rather than a timer
+ * and two signal listeners each, because that saves CPU and memory on every
+ * connection: see docs/benchmarks.md#the-list-of-open-connections.
+ */
+class OpenConnections implements Disposable {
+  /** The options of every connection it keeps, defaults filled in. */
+  readonly options: Settled;
+  /** Where each connection's line goes; a log that fails loses it. */
+  readonly log: (line: string) => void;
+  /** serve() sets: the metrics before `idle` and `handle` in Server-Timing. */
+  serverTiming = "";
+  /** serve() sets, with `trace`: logs each connection by number. */
+  trace?: (line: string) => void;
+  /**
+   * An array where one leaving moves the last into its place, not a Set,
+   * because a Set kept them alive long enough for V8 to promote them: see
+   * docs/benchmarks.md#the-list-of-open-connections.
+   */
+  readonly #open: Exchange[] = [];
+  #count = 0;
+  #wake = () => {};
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timerAt = Infinity;
+  readonly #cleanup = new DisposableStack();
+
+  /** Keeps connections with `options`, which it checks. */
+  constructor(options: HandleOptions) {
+    checkOptions(options, "handle");
+    const settled: HandleOptions & Record<string, unknown> = { ...options };
+    for (const [name, option] of Object.entries(OPTIONS)) {
+      if (option.for === "handle") settled[name] ??= option.default;
+    }
+    this.options = settled as Settled;
+    this.log = safely(options.log ?? console.log);
+    this.#cleanup.use(
+      onAbort(options.stop, () => this.#end("head", "shutdown")),
+    );
+    this.#cleanup.use(onAbort(options.drop, () => this.#end("any", "dropped")));
+  }
+
+  /** How many connections it has open. */
+  get size(): number {
+    return this.#open.length;
+  }
+
+  /** Keeps `conn` until remove(), unless already stopped. */
+  add(conn: Connection): Exchange {
+    const exchange = new Exchange(conn, this, ++this.#count);
+    this.trace?.(`#${exchange.number} accepted`);
+    exchange.index = this.#open.push(exchange) - 1;
+    const { stop, drop } = this.options;
+    if (drop?.aborted) exchange.end("dropped");
+    else if (stop?.aborted) exchange.end("shutdown");
+    return exchange;
+  }
+
+  /** Lets `exchange` go. */
+  remove(exchange: Exchange): void {
+    const last = this.#open.pop()!;
+    if (last !== exchange) this.#open[last.index = exchange.index] = last;
+    this.#wake();
+  }
+
+  /** Resolves once the next connection is closed; only the loop waits. */
+  oneClosed(): Promise<void> {
+    return new Promise((resolve) => this.#wake = resolve);
+  }
+
+  /** Resolves once every connection is closed. */
+  async allClosed(): Promise<void> {
+    while (this.size > 0) await this.oneClosed();
+  }
+
+  /** Notes that `exchange` waits for `what`, for `ms` at most. */
+  wait(exchange: Exchange, what: "head" | "write", ms: number): void {
+    exchange.waiting = what;
+    exchange.deadline = performance.now() + ms;
+    this.#arm(exchange.deadline);
+  }
+
+  /** Ends, for `why`, each connection that waits for `what`. */
+  #end(what: "head" | "any", why: keyof typeof ENDED): void {
+    // From the last, so that one leaving meanwhile moves one seen already.
+    for (let i = this.#open.length - 1; i >= 0; i--) {
+      const exchange = this.#open[i];
+      if (what === "any" || exchange.waiting === what) exchange.end(why);
+    }
+  }
+
+  /** Makes sure the timer fires by `at`. */
+  #arm(at: number): void {
+    if (at >= this.#timerAt) return;
+    clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => this.#late(), at - performance.now());
+  }
+
+  /** Ends the waits that ran out of time, then waits for the next one. */
+  #late(): void {
+    this.#timerAt = Infinity; // fired: a wait() from here on arms it again
+    const now = performance.now();
+    let next = Infinity;
+    for (let i = this.#open.length - 1; i >= 0; i--) {
+      const exchange = this.#open[i];
+      if (exchange.waiting === undefined) continue;
+      if (exchange.deadline > now) next = Math.min(next, exchange.deadline);
+      else if (exchange.waiting === "write") exchange.end("stalled");
+      else {
+        exchange.waiting = undefined;
+        exchange.late(); // readHead() says so, and answer() sends 408
+      }
+    }
+    this.#arm(Math.max(next, now + TUNING.timerCoarseMs));
+  }
+
+  /**
+   * `length` bytes for a response, carved from a larger buffer rather than
+   * a buffer each, because that saves CPU on every response: see
+   * docs/benchmarks.md#the-slab. From the second response on, a slab of
+   * TUNING.slabBytes, freed once its last write is done.
+   */
+  take(length: number): Uint8Array {
+    if (this.#used + length > this.#slab.length) {
+      const size = this.#slab.length
+        ? Math.max(TUNING.slabBytes, length)
+        : length;
+      this.#slab = new Uint8Array(size);
+      this.#used = 0;
+    }
+    this.#used += length;
+    return this.#slab.subarray(this.#used - length, this.#used);
+  }
+  #slab = new Uint8Array(0);
+  #used = 0;
+
+  /** Stops its timer and its listeners. */
+  [Symbol.dispose](): void {
+    clearTimeout(this.#timer);
+    this.#cleanup.dispose();
+  }
+}
+
+/** Calls `then` once `signal` is aborted (now, if it is) until disposed of. */
+function onAbort(signal: AbortSignal | undefined, then: () => void) {
+  if (signal?.aborted) then();
+  else signal?.addEventListener("abort", then);
+  return { [Symbol.dispose]: () => signal?.removeEventListener("abort", then) };
+}
+
+/** Calls `then` after `ms`, unless disposed of first. */
+function timeout(ms: number, then: () => void): Disposable {
+  const timer = setTimeout(then, ms);
+  return { [Symbol.dispose]: () => clearTimeout(timer) };
+}
+
+/** Closes `resource`, which may already be closed. */
+function closeQuietly(resource: { close(): void }): void {
+  try {
+    resource.close();
+  } catch {
+    // Already closed: by the client going away, or by a stop.
+  }
+}
+
+/**
+ * `log`, but a log that fails (`| head`, a full disk) loses the line rather
+ * than throwing, which would end the process. Every line goes through one.
+ */
+const safely = (log: (line: string) => void) => (line: string) => {
+  try {
+    log(line);
+  } catch {
+    // Nowhere left to say it.
+  }
+};
+
+/** `1 request`, `2 requests`. */
+const plural = (count: number, noun: string) =>
+  `${count} ${noun}${count === 1 ? "" : "s"}`;
+
+/** An error in a line: the message for the system's, the stack for a bug. */
+function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const expected = "code" in error ||
+    Object.values(Deno.errors).some((kind) => error instanceof kind);
+  return expected ? error.message : error.stack ?? error.message;
+}
+
+// ===========================================================================
+// 4. The tables: the pages, the tuning numbers and the options, each fact
+// said once, with the checks and types made from them. Skip it unless you
+// want to change a default or add a page.
+// ===========================================================================
+
+/** Which file answers which paths, with which status and type. */
+// deno-fmt-ignore
+const PAGES = {
+  hello:       { file: "hello.html",      status: 200, type: "text/html",       paths: ["/", "/sleep", "/block"] },
+  notFound:    { file: "404.html",        status: 404, type: "text/html",       paths: [] }, // any other path
+  lab:         { file: "lab.html",        status: 200, type: "text/html",       paths: ["/lab"] },
+  labScript:   { file: "lab.js",          status: 200, type: "text/javascript", paths: ["/lab.js"] },
+  labAnalysis: { file: "lab_analysis.js", status: 200, type: "text/javascript", paths: ["/lab_analysis.js"] },
+} as const;
+const pageNames = Object.keys(PAGES) as (keyof Pages)[];
+/** The lab's pages: all of them, or no lab. */
+const LAB = pageNames.filter((page) => page.startsWith("lab"));
+
+/**
+ * The page for `path`: the one that lists it, if it was loaded (without
+ * the lab's files, the lab's paths are unknown), or else the 404 page.
+ */
+function pageFor(path: string, pages: Pages): keyof Pages {
+  const page = pageNames.find((name) =>
+    (PAGES[name].paths as readonly string[]).includes(path)
+  );
+  return page && pages[page] ? page : "notFound";
+}
+
+/** The plumbing's tuning: none changes what a client is answered. */
+const TUNING = {
+  firstHeadBytes: 256, // grown as needed, so an idle connection costs little
+  slabBytes: 64 * 1024, // responses are carved from buffers of this size
+  timerCoarseMs: 50, // the deadline timer runs at most this often
+  drainMs: 2000, // after the answer, a client's extra bytes are dropped
+  drainBytes: 4 * 2 ** 20, // for this long, up to this many
+  maxAcceptPauseMs: 1000, // the longest pause before an accept is retried
+  samePressMs: 500, // a second Ctrl-C this soon is the first, sent twice
+} as const;
+
+/** An option with a default; see {@linkcode OPTIONS}. */
+interface Option {
+  default: number | string | boolean;
+  for: "handle" | "serve" | "command line";
+  range?: readonly [number, number];
+  help: string;
+}
+const MAX_DELAY = 2 ** 31 - 1; // the longest setTimeout() takes
+
+/**
+ * Every option with a default, said once: its default, who takes it
+ * (handle() takes `"handle"` ones, serve() those and `"serve"` ones), its
+ * range if a number, and its line in `--help`. DEFAULTS, the checks of
+ * serve() and handle(), the command line and `--help` are made from it.
+ *
+ * @example The range of --port
+ * ```ts
+ * const [lowest, highest] = OPTIONS.port.range;
+ * console.assert(lowest === 0 && highest === 65535);
+ * ```
+ */
+// deno-fmt-ignore
+export const OPTIONS = {
+  port: { default: 7878, for: "command line", range: [0, 65535],
+    help: "the port; 0 takes any free one" },
+  hostname: { default: "127.0.0.1", for: "command line",
+    help: "the address, such as ::1" },
+  sleepMs: { default: 5000, for: "handle", range: [0, MAX_DELAY],
+    help: "how long /sleep waits and /block spins" },
+  headTimeoutMs: { default: 5000, for: "handle", range: [1, MAX_DELAY],
+    help: "time to send a request head, then 408" },
+  sendTimeoutMs: { default: 5000, for: "handle", range: [1, MAX_DELAY],
+    help: "time a write may make no progress, then close" },
+  maxHeadBytes: { default: 8192, for: "handle", range: [64, 2 ** 20],
+    help: "the largest request head, then 431" },
+  graceMs: { default: 10_000, for: "serve", range: [0, MAX_DELAY],
+    help: "on Ctrl-C or SIGTERM, time left to requests" },
+  maxInFlight: { default: Infinity, for: "serve", range: [1, Infinity],
+    help: "at most N connections at once in each loop" },
+  workers: { default: navigator.hardwareConcurrency, for: "command line",
+    range: [1, 1024], help: "parallel: how many worker threads" },
+  quiet: { default: false, for: "serve", help: "no line per connection" },
+  trace: { default: false, for: "serve",
+    help: "a line as each connection is accepted, has its head, is done" },
+} as const satisfies Record<string, Option>;
+type OptionName = keyof typeof OPTIONS;
+
+/** The options without a default, by who takes them. */
+const UNDEFAULTED = {
+  handle: ["pages", "log", "stop", "drop"],
+  serve: ["mode", "worker"],
+};
+
+/**
+ * The default of every option, for the library and the command line.
+ *
+ * @example A fifth of the default sleep
+ * ```ts
+ * console.assert(DEFAULTS.sleepMs / 5 === 1000);
+ * ```
+ */
+export const DEFAULTS: {
+  readonly [N in keyof typeof OPTIONS]: (typeof OPTIONS)[N]["default"] extends
+    number ? number
+    : (typeof OPTIONS)[N]["default"] extends string ? string
+    : boolean;
+} = Object.fromEntries(
+  Object.entries(OPTIONS).map(([name, option]) => [name, option.default]),
+) as never;
+
+/**
+ * Throws unless `taker` takes every option given, each with a value it
+ * accepts: at once, so that an unchecked script gets an error, not a loop
+ * that never ends. No option is ignored: one that `taker` does not take is
+ * an error, even where another function would take it.
+ */
+function checkOptions(options: HandleOptions, taker: "handle" | "serve") {
+  for (const name in options) {
+    const option: Option | undefined = OPTIONS[name as OptionName];
+    const owner = option?.for ??
+      (["handle", "serve"] as const).find((t) => UNDEFAULTED[t].includes(name));
+    if (owner === undefined) {
+      throw new TypeError(`${taker}() has no option "${name}"`);
+    }
+    if (owner === "command line" || owner === "serve" && taker === "handle") {
+      const where = owner === "serve" ? "serve()" : "the command line";
+      throw new TypeError(`${name} is an option of ${where}, not ${taker}()`);
+    }
+    const value = options[name as keyof HandleOptions];
+    if (option && value !== undefined) checkValue(name, value, option);
+  }
+  const { pages, mode } = options as Partial<ServeOptions>;
+  const page = (["hello", "notFound"] as const).find((page) =>
+    !(pages?.[page] instanceof Uint8Array)
+  );
+  if (page) {
+    throw new TypeError(`pages.${page} must be a Uint8Array; see loadPages()`);
+  }
+  if (taker === "serve" && mode !== "serial" && mode !== "concurrent") {
+    throw new TypeError(
+      `mode must be "serial" or "concurrent", not ${quote(mode)}`,
+    );
+  }
+}
+
+/** Returns `value` if it has the option's type and lies in its range. */
+function checkValue(name: string, value: unknown, option: Option): unknown {
+  const type = typeof option.default;
+  if (typeof value !== type || Number.isNaN(value)) {
+    throw new TypeError(`${name} must be a ${type}, not ${quote(value)}`);
+  }
+  if (option.range === undefined) return value;
+  const [min, max] = option.range;
+  const n = value as number;
+  if (!((Number.isInteger(n) || n === Infinity) && n >= min && n <= max)) {
+    const range = max === Infinity
+      ? `of at least ${min}`
+      : `from ${min} to ${max}`;
+    throw new RangeError(`${name} must be a whole number ${range}, not ${n}`);
+  }
+  return value;
+}
+
+/** A value as an error message quotes it: strings in quotes. */
+const quote = (value: unknown) =>
+  typeof value === "string" ? JSON.stringify(value) : String(value);
+
+/**
+ * How the accept loop treats each connection: `"serial"` or `"concurrent"`.
+ *
+ * @example The mode from the arguments
+ * ```ts
+ * const mode: Mode = Deno.args.includes("serial") ? "serial" : "concurrent";
+ * ```
+ */
+export type Mode = "serial" | "concurrent";
+
+/**
+ * The pages the server sends, as bytes ready to write: see {@linkcode loadPages}.
+ *
+ * @example The book's two pages, without the lab (`/lab` answers 404)
+ * ```ts
+ * const { hello, notFound }: Pages = await loadPages();
+ * ```
+ */
+export interface Pages {
+  /** Sent for `/`, `/sleep` and `/block` (hello.html). */
+  hello: Uint8Array;
+  /** Sent, with status 404, for any other path (404.html). */
+  notFound: Uint8Array;
+  /** Sent for `/lab`, the experiment in the browser (lab.html), if there. */
+  lab?: Uint8Array;
+  /** Sent for `/lab.js`, the experiment's script (lab.js), if there. */
+  labScript?: Uint8Array;
+  /** Sent for `/lab_analysis.js`, what lab.js makes of a run, if there. */
+  labAnalysis?: Uint8Array;
+}
+
+/**
+ * What {@linkcode handle} needs of a connection: a socket, or a fake one.
+ *
+ * @example A Deno.Conn is one
+ * ```ts
+ * const close = (conn: Connection) => conn.close();
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * using _client = await Deno.connect({ port: listener.addr.port });
+ * close(await listener.accept());
+ * ```
+ */
+export type Connection =
+  & Pick<Deno.Conn, "read" | "write" | "close">
+  & Partial<Pick<Deno.Conn, "closeWrite">>;
+
+/**
+ * Options for {@linkcode handle}; all but `pages` have defaults
+ * ({@linkcode DEFAULTS}); `deno run main.ts --help` says what each means.
+ *
+ * @example Short limits, for a test
+ * ```ts
+ * const options: HandleOptions = { pages: await loadPages(), sleepMs: 10 };
+ * ```
+ */
+export interface HandleOptions {
+  /** The pages to send; see {@linkcode loadPages}. */
+  pages: Pages;
+  /** How long `/sleep` waits, and `/block` spins, in milliseconds. */
+  sleepMs?: number;
+  /** How long a client has to send its request head, in ms; then 408. */
+  headTimeoutMs?: number;
+  /** How long a write may make no progress, in ms; then the connection ends. */
+  sendTimeoutMs?: number;
+  /** The largest request head accepted, in bytes; a larger one gets 431. */
+  maxHeadBytes?: number;
+  /** Where the one line per connection goes. Defaults to `console.log`. */
+  log?: (line: string) => void;
+  /** Once aborted, a connection still waiting for its head is closed. */
+  stop?: AbortSignal;
+  /** Once aborted, the request is dropped: its connection closed at once. */
+  drop?: AbortSignal;
+}
+
+/**
+ * Options for {@linkcode serve}; all but `mode` and `pages` have defaults.
+ *
+ * @example Concurrent, at most 100 at once, quiet
+ * ```ts
+ * const pages = await loadPages();
+ * const options: ServeOptions = { mode: "concurrent", pages, maxInFlight: 100, quiet: true };
+ * ```
+ */
+export interface ServeOptions extends HandleOptions {
+  /** Whether the accept loop awaits each connection or detaches it. */
+  mode: Mode;
+  /** Concurrent mode: how many are served at once; 1 is serial mode. */
+  maxInFlight?: number;
+  /** No line per connection; the server's own events are still logged. */
+  quiet?: boolean;
+  /** Logs each connection by number as it is accepted, read and done. */
+  trace?: boolean;
+  /** Once stopped, how long requests in flight have to finish, in ms. */
+  graceMs?: number;
+  /** Stops the server: no new connections, `graceMs` for those in flight. */
+  stop?: AbortSignal;
+  /** Once aborted, what is still in flight is dropped at once. */
+  drop?: AbortSignal;
+  /** Parallel mode: this worker's number, named in `Server-Timing`. */
+  worker?: number;
+}
 
 /**
  * Loads the pages beside this module, wherever it is: a folder (`file:`), a
  * web server (`http:`, `https:`) or JSR. The book's two pages are enough:
- * without `lab.html`, `lab.js` and `lab_analysis.js`, the lab is left out and
- * `/lab` answers 404.
+ * without all of `lab.html`, `lab.js` and `lab_analysis.js`, the lab is
+ * left out and `/lab` answers 404.
  *
  * @param folder Where the pages are, as a URL ending in `/`.
  * @returns The pages, as bytes.
@@ -1003,44 +1011,10 @@ export async function loadPages(
   return pages as Pages;
 }
 
-// ---------------------------------------------------------------------------
-// Small helpers
-
-/** Closes `resource`, which may already be closed. */
-function closeQuietly(resource: { close(): void }): void {
-  try {
-    resource.close();
-  } catch {
-    // Already closed: by the client going away, or by a stop.
-  }
-}
-
-/**
- * `log`, but a log that fails (`| head`, a full disk) loses the line rather
- * than throwing, which would end the process. Every line goes through one.
- */
-const safely = (log: (line: string) => void) => (line: string) => {
-  try {
-    log(line);
-  } catch {
-    // Nowhere left to say it.
-  }
-};
-
-/** `1 request`, `2 requests`. */
-const plural = (count: number, noun: string) =>
-  `${count} ${noun}${count === 1 ? "" : "s"}`;
-
-/** An error in a line: the message for the system's, the stack for a bug. */
-function describe(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const expected = "code" in error ||
-    Object.values(Deno.errors).some((kind) => error instanceof kind);
-  return expected ? error.message : error.stack ?? error.message;
-}
-
-// ---------------------------------------------------------------------------
-// Parallel mode: the concurrent loop on every CPU
+// ===========================================================================
+// 5. Parallel mode: the concurrent loop in a worker thread per CPU, all on
+// one port. Skip it unless you want to see Workers and SO_REUSEPORT.
+// ===========================================================================
 
 /**
  * Runs serve() in concurrent mode in `options.workers` Workers: threads with
@@ -1058,7 +1032,10 @@ async function serveInWorkers(
   const failed = Promise.withResolvers<string>();
   const workers = Array.from({ length: options.workers }, (_, i) => {
     const worker = new Worker(import.meta.url, { type: "module" });
-    const said = { listening: wait(), stopped: wait() };
+    const said = {
+      listening: Promise.withResolvers<string>(),
+      stopped: Promise.withResolvers<string>(),
+    };
     // A worker says "listening", later "stopped", or else why it failed.
     worker.onmessage = ({ data }) =>
       (said[data as keyof typeof said] ?? failed).resolve(data);
@@ -1084,9 +1061,8 @@ async function serveInWorkers(
   if (!failure) print(startLine);
   failure ||= await all("stopped");
   workers.forEach(({ worker }) => worker.terminate());
-  return failure ? refuse(failure) : 0;
+  return failure ? fail(failure) : 0;
 }
-const wait = () => Promise.withResolvers<string>();
 
 /** In a worker of parallel mode: serve() until the main thread says stop. */
 function serveInWorker(): void {
@@ -1133,8 +1109,10 @@ function whyNoParallelMode(): string | undefined {
   }
 }
 
-// ---------------------------------------------------------------------------
-// The command line
+// ===========================================================================
+// 6. The command line: flags, --help, start-up errors and signals. Skip it
+// unless you want to run main.ts another way.
+// ===========================================================================
 
 /**
  * What the command line chooses: a mode, and every option of
@@ -1160,7 +1138,9 @@ function libraryOptions(options: CommandLine) {
 const flagOf = (name: string) =>
   name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
-const USAGE = "Usage: main.ts [serial|concurrent|parallel] [options]";
+const MODES = ["serial", "concurrent", "parallel"] as const;
+const or = new Intl.ListFormat("en", { type: "disjunction" });
+const USAGE = `Usage: main.ts [${MODES.join("|")}] [options]`;
 
 /** `--help`, its option lines made from OPTIONS. */
 function help(): string {
@@ -1235,8 +1215,12 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
     },
   });
   const modes = (flags._ as unknown[]).map(String);
-  const unknown = modes.find((m) => !/^(serial|concurrent|parallel)$/.test(m));
-  if (unknown) throw new TypeError(`Unknown mode "${unknown}"`);
+  const unknown = modes.find((m) => !(MODES as readonly string[]).includes(m));
+  if (unknown) {
+    const meant = MODES.find((m) => m === unknown.toLowerCase());
+    const hint = meant ? `; did you mean "${meant}"?` : "";
+    throw new TypeError(`Unknown mode "${unknown}"${hint}`);
+  }
   if (modes.length > 1) {
     // `deno task start serial` gives two: the task's and the user's.
     const task = modes[1] === "concurrent" ? "start" : modes[1];
@@ -1277,39 +1261,41 @@ async function main(args: readonly string[]): Promise<number> {
   try {
     options = parseCommandLine(args);
   } catch (error) {
-    return refuse(`${(error as Error).message}\n${USAGE}; see --help`, 2);
+    return fail(`${(error as Error).message}\n${USAGE}; see --help`, 2);
   }
-  if (options.help) return refuse(help(), 0);
+  if (options.help) {
+    print(help());
+    return 0;
+  }
   const { mode, hostname, port, workers, graceMs } = options;
   const cannot = mode === "parallel" && whyNoParallelMode();
-  if (cannot) return refuse(cannot);
+  if (cannot) return fail(cannot);
   try {
     pages = await loadPages();
     listener = listen(hostname, port, mode === "parallel");
   } catch (error) {
-    return refuse(whyNotStarted(error, options, args));
+    return fail(
+      missingPermissions(options, args) ?? whyNotStarted(error, options),
+    );
   }
   const url = `http://${bracketed(hostname)}:${listener.addr.port}/`;
   const how = mode === "parallel"
     ? `parallel, ${plural(workers, "worker")}`
     : mode;
+  const labFiles = or.format(LAB.map((page) => PAGES[page].file));
   const lab = pages.lab
     ? `run the experiment at ${url}lab`
-    : `${
-      LAB.map((page) => PAGES[page].file).join(" or ")
-    } was not found, so the lab is off`;
+    : `${labFiles} was not found, so the lab is off`;
   const started = `Listening on ${url} (${how}); ${lab}`;
 
   const stop = new AbortController();
   const drop = new AbortController();
   using _signals = onSignals(stop, drop);
   // One line for the whole server, whatever the mode.
-  stop.signal.addEventListener(
-    "abort",
-    () =>
-      log(
-        `Stopping on ${stop.signal.reason}: no new connections; requests in flight have ${graceMs} ms to finish`,
-      ),
+  const stopping = `no new connections; requests in flight have ${graceMs} ms`;
+  using _stopping = onAbort(
+    stop.signal,
+    () => log(`Stopping on ${stop.signal.reason}: ${stopping} to finish`),
   );
   const running = { pages, stop: stop.signal, drop: drop.signal };
   let code = 0;
@@ -1329,10 +1315,9 @@ async function main(args: readonly string[]): Promise<number> {
   return code;
 }
 
-/** Says why main() cannot go on, and returns the exit code; 0 is for --help. */
-function refuse(message: string, code = 1): number {
-  if (code === 0) print(message);
-  else console.error(`error: ${message}`);
+/** Says on stderr why main() cannot go on, and returns the exit code. */
+function fail(message: string, code = 1): number {
+  console.error(`error: ${message}`);
   return code;
 }
 
@@ -1351,10 +1336,9 @@ function listen(hostname: string, port: number, parallel: boolean) {
 
 /**
  * Aborts `stop` on SIGINT or SIGTERM, and `drop` on a second one: the
- * requests in flight are dropped, and main() exits 130. A terminal sends
- * Ctrl-C to the whole process group, and `deno task` passes it on too, so
- * one press can arrive twice: a repeat within half a second is the same
- * press. Disposing of the result removes the listeners.
+ * requests in flight are dropped, and main() exits 130. A repeat within
+ * TUNING.samePressMs is the same press, delivered twice. Disposing of the
+ * result removes the listeners.
  */
 function onSignals(stop: AbortController, drop: AbortController): Disposable {
   const signals: Deno.Signal[] = Deno.build.os === "windows"
@@ -1368,7 +1352,7 @@ function onSignals(stop: AbortController, drop: AbortController): Disposable {
         ? "press Ctrl-C again"
         : "send it again";
       stop.abort(`${signal} (${again} to exit at once)`);
-    } else if (performance.now() - stoppedAt > 500) {
+    } else if (performance.now() - stoppedAt > TUNING.samePressMs) {
       drop.abort(`a second ${signal}`);
     }
   });
@@ -1392,16 +1376,8 @@ function log(line: string): void {
 const bracketed = (hostname: string) =>
   hostname.includes(":") ? `[${hostname}]` : hostname;
 
-/**
- * Why the pages or `Deno.listen()` failed, in one line; for a missing
- * permission to listen, the command that has it: the user's read
- * permission and arguments, with the network permission added.
- */
-function whyNotStarted(
-  error: unknown,
-  { hostname, port, mode }: CommandLine,
-  args: readonly string[],
-) {
+/** Why the pages or `Deno.listen()` failed, in one line. */
+function whyNotStarted(error: unknown, { hostname, port }: CommandLine) {
   const address = `${bracketed(hostname)}:${port}`;
   if (error instanceof Deno.errors.AddrInUse) {
     return `Address ${address} is already in use; stop what uses it or choose another --port`;
@@ -1411,31 +1387,58 @@ function whyNotStarted(
   }
   const { message } = error as Error;
   if (message.startsWith("Cannot load ")) return message;
-  if (!(error instanceof Deno.errors.NotCapable)) {
-    return `Cannot listen on ${address}: ${message}`;
-  }
-  const net = `--allow-net=${bracketed(hostname)}`;
+  return `Cannot listen on ${address}: ${message}`;
+}
+
+/**
+ * If main.ts lacks a permission, one line that names what it cannot do and
+ * the one command that has every permission it needs, read and net.
+ */
+function missingPermissions(
+  { hostname, port, mode }: CommandLine,
+  args: readonly string[],
+): string | undefined {
+  const host = bracketed(hostname);
+  const folder = import.meta.dirname; // undefined for a remote module
+  const canRead = folder === undefined ||
+    pageNames.every((page) =>
+      granted({ name: "read", path: `${folder}/${PAGES[page].file}` })
+    );
+  const canListen = granted({ name: "net", host: `${host}:${port}` });
+  if (canRead && canListen) return;
+  const cannot = [
+    canRead || "read the pages",
+    canListen || `listen on ${host}`,
+  ];
+  const net = `--allow-net=${host}`;
   const command = [
     "deno run",
     ...(mode === "parallel" ? ["--unstable-net"] : []),
     hostname.includes(":") ? `'${net}'` : net, // zsh would glob [::1]
-    readFlagGiven(),
+    canRead ? readFlagGiven(folder) : `--allow-read=${folder}`,
     "main.ts",
     ...args,
   ];
-  return `No permission to listen on ${address}; run: ${command.join(" ")}`;
+  const what = cannot.filter((it) => it !== true).join(" or ");
+  return `No permission to ${what}; run: ${command.join(" ")}`;
 }
 
-/** The `--allow-read` flag that gave what main.ts has, as near as it can. */
-function readFlagGiven(): string {
-  const granted = (path?: string) =>
-    Deno.permissions.querySync({ name: "read", path }).state === "granted";
-  const folder = import.meta.dirname; // undefined for a remote module
-  if (granted() || folder === undefined) return "--allow-read";
-  if (granted(".")) return "--allow-read=.";
-  if (granted(folder)) return `--allow-read=${folder}`;
-  const files = [...Object.values(PAGES).map((p) => p.file), "main.ts"];
+/** The `--allow-read` flag that main.ts was given, as near as it can tell. */
+function readFlagGiven(folder?: string): string {
+  if (folder === undefined || granted({ name: "read" })) return "--allow-read";
+  if (granted({ name: "read", path: "." })) return "--allow-read=.";
+  if (granted({ name: "read", path: folder })) return `--allow-read=${folder}`;
+  const files = [...pageNames.map((page) => PAGES[page].file), "main.ts"];
   return `--allow-read=${files.map((file) => `${folder}/${file}`).join(",")}`;
+}
+
+/** Whether Deno grants `permission`; a host it cannot parse, it leaves to listen() to report. */
+function granted(permission: Deno.PermissionDescriptor): boolean {
+  try {
+    return Deno.permissions.querySync(permission).state === "granted";
+  } catch {
+    return true;
+  }
 }
 
 if (import.meta.main) {
