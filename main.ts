@@ -1146,15 +1146,14 @@ const USAGE = `Usage: main.ts [${MODES.join("|")}] [options]`;
 function help(): string {
   const lines = Object.entries(OPTIONS).map(
     ([name, option]: [string, Option]) => {
+      const { default: byDefault, help } = option;
       const value =
-        { number: " N", string: " H" }[typeof option.default as "number"];
+        { number: " N", string: " H" }[typeof byDefault as "number"];
       const flag = `--${flagOf(name)}${value ?? ""}`.padEnd(19);
-      const byDefault = option.default === Infinity
-        ? ": no limit"
-        : ` ${option.default}`;
-      return `  ${flag}  ${option.help}${
-        value ? ` (default${byDefault})` : ""
-      }`;
+      if (!value) return `  ${flag}  ${help}`;
+      return `  ${flag}  ${help} (default${
+        byDefault === Infinity ? ": no limit" : ` ${byDefault}`
+      })`;
     },
   );
   return `${USAGE}
