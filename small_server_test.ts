@@ -4,7 +4,13 @@
  * library. Each runs as a process of its own on a free port.
  */
 
-import { assert, assertEquals, assertLess } from "@std/assert";
+import {
+  assert,
+  assertEquals,
+  assertLess,
+  assertMatch,
+  assertNotMatch,
+} from "@std/assert";
 import { deadline } from "@std/async";
 import { type Address, send } from "./tools/clients.ts";
 
@@ -29,27 +35,29 @@ interface Program extends AsyncDisposable {
   kill(signal: Deno.Signal): void;
 }
 
-/** Where a program runs, and what it may read. */
+/** Where a program runs, and what it may do. */
 interface Place {
   /** The working folder; the repository's by default. */
   cwd?: string;
-  /** The --allow-read list; `.` by default. */
-  allowRead?: string;
+  /** Its permissions: those of `deno task small-server` by default. */
+  permissions?: readonly string[];
 }
+
+const mayListen = "--allow-net=127.0.0.1";
+const mayRead = "--allow-read=.";
 
 /** Starts a program: a file name, or the source itself on stdin. */
 async function launch(
   program: { file: string } | { source: string },
   args: readonly string[],
-  { cwd = folder, allowRead = "." }: Place = {},
+  { cwd = folder, permissions = [mayListen, mayRead] }: Place = {},
 ): Promise<Program> {
   const child = new Deno.Command("deno", {
     args: [
       "run",
       "--quiet", // no "Download" or "Check" lines: only what the program says
       "--check",
-      "--allow-net=127.0.0.1",
-      `--allow-read=${allowRead}`,
+      ...permissions,
       "file" in program ? program.file : "-",
       ...args,
     ],
@@ -127,10 +135,14 @@ async function start(
   }
 }
 
-/** Runs small_server.ts until it exits, for a minute at most. */
-async function runToExit(args: readonly string[]) {
-  await using program = await launch({ file: "small_server.ts" }, args);
-  return await deadline(program.exited, 60_000);
+/** Runs small_server.ts, or `program`, until it exits: a minute at most. */
+async function runToExit(
+  args: readonly string[],
+  place?: Place,
+  program: { file: string } | { source: string } = { file: "small_server.ts" },
+) {
+  await using started = await launch(program, args, place);
+  return await deadline(started.exited, 60_000);
 }
 
 /** Sends a request and waits for the whole answer, for 20 s at most. */
@@ -180,7 +192,7 @@ Deno.test("small_server.ts run from another folder serves the pages beside it", 
   await using server = await start(
     { file: `${folder}/small_server.ts` },
     ["--port=0"],
-    { cwd: "/", allowRead: folder },
+    { cwd: "/", permissions: [mayListen, `--allow-read=${folder}`] },
   );
   const [hello, notFound] = await Promise.all(
     ["hello.html", "404.html"].map((page) =>
@@ -221,6 +233,52 @@ Deno.test("small_server.ts stops with one line and exit code 2 at a flag it does
         stdout: "",
         stderr: `error: Unknown flag "${flag}"\n`,
       });
+    });
+  }
+});
+
+Deno.test("small_server.ts that cannot start says why in one line, with exit code 1 and no stack trace", async (t) => {
+  using held = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const source = await Deno.readTextFile(
+    new URL("small_server.ts", import.meta.url),
+  );
+  const cases = [{
+    // As copied on its own: from stdin in docs/, its pages are looked for
+    // beside it, in docs/, where there are none.
+    name: "a page missing: the program alone in a folder",
+    run: () => runToExit(["--port=0"], { cwd: `${folder}/docs` }, { source }),
+    says: /^No such file or directory .*: readfile '.*\/docs\/hello\.html'$/,
+  }, {
+    name: "a port out of range: --port=99999",
+    run: () => runToExit(["--port=99999"]),
+    says: /^Invalid port \(out of range\): 99999$/,
+  }, {
+    name: "a port that is not a number: --port=abc",
+    run: () => runToExit(["--port=abc"]),
+    says: /^Invalid port: 'abc'$/,
+  }, {
+    name: "a port in use",
+    run: () => runToExit([`--port=${held.addr.port}`]),
+    says: /^Address already in use\b/,
+  }, {
+    name: "no permission to read: no --allow-read",
+    run: () => runToExit(["--port=0"], { permissions: [mayListen] }),
+    says:
+      /^Requires read access to ".*\/hello\.html", run again with the --allow-read flag$/,
+  }, {
+    name: "no permission to listen: no --allow-net",
+    run: () => runToExit(["--port=0"], { permissions: [mayRead] }),
+    says:
+      /^Requires net access to "127\.0\.0\.1:0", run again with the --allow-net flag$/,
+  }];
+  for (const { name, run, says } of cases) {
+    await t.step(name, async () => {
+      const { code, stdout, stderr } = await run();
+      assertEquals({ code, stdout }, { code: 1, stdout: "" }, stderr);
+      assertNotMatch(stderr, /Uncaught| {4}at /);
+      // One line, in sentence case, with no period at its end.
+      assertMatch(stderr, /^error: [A-Z][^\n]*[^.\n]\n$/);
+      assertMatch(stderr.slice("error: ".length, -1), says);
     });
   }
 });
