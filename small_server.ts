@@ -1,6 +1,6 @@
-// deno-lint-ignore no-import-prefix
+// deno-lint-ignore-file no-import-prefix
+import { deadline } from "jsr:@std/async@^1.5.0/deadline";
 import { parseArgs } from "jsr:@std/cli@^1.0.32/parse-args";
-
 const { _: [mode = "concurrent"], port = 7878 } = parseArgs(Deno.args, {
   unknown(arg, key) { // every argument comes here: a typo stops the program
     if (key === "port" || arg === "serial" || arg === "concurrent") return true;
@@ -8,10 +8,15 @@ const { _: [mode = "concurrent"], port = 7878 } = parseArgs(Deno.args, {
     Deno.exit(2);
   },
 });
-const hello = await Deno.readFile(new URL("hello.html", import.meta.url));
-const notFound = await Deno.readFile(new URL("404.html", import.meta.url));
-
-const listener = Deno.listen({ hostname: "127.0.0.1", port: Number(port) });
+let hello: Uint8Array, notFound: Uint8Array, listener: Deno.TcpListener;
+try { // a missing page, a bad or busy port, no permission
+  hello = await Deno.readFile(new URL("hello.html", import.meta.url));
+  notFound = await Deno.readFile(new URL("404.html", import.meta.url));
+  listener = Deno.listen({ hostname: "127.0.0.1", port });
+} catch (error) {
+  console.error(`error: ${(error as Error).message}`);
+  Deno.exit(1);
+}
 console.log(`Listening on http://127.0.0.1:${listener.addr.port}/ (${mode})`);
 for await (const conn of listener) {
   if (mode === "serial") {
@@ -22,12 +27,9 @@ for await (const conn of listener) {
 }
 
 async function handle(conn: Deno.Conn) {
-  // A browser may open a connection early and send nothing on it.
-  const { promise: timeout, reject } = Promise.withResolvers<never>();
-  const timer = setTimeout(() => reject(new Error("idle for 3 s")), 3000);
-  try {
+  try { // a browser may open a connection early and send nothing on it
     const buffer = new Uint8Array(1024);
-    const read = await Promise.race([conn.read(buffer), timeout]) ?? 0;
+    const read = await deadline(conn.read(buffer), 3000) ?? 0;
     const text = new TextDecoder().decode(buffer.subarray(0, read));
     const requestLine = text.split("\r\n")[0];
     let [status, page] = ["200 OK", hello];
@@ -43,7 +45,6 @@ async function handle(conn: Deno.Conn) {
   } catch (error) {
     console.error(`${error}`); // a client that left or sent nothing; go on
   } finally {
-    clearTimeout(timer);
     conn.close();
   }
 }
