@@ -369,21 +369,29 @@ Deno.test({
 
 /**
  * Resolves once `server`, run with --trace, has accepted a connection that
- * has not sent its head yet.
+ * has not sent its head yet; throws after `withinMs`, so that the test ends,
+ * and its browser and server are stopped, even when none comes.
  */
-async function idleConnection(server: ServerProcess) {
+async function idleConnection(server: ServerProcess, withinMs = 20_000) {
   const idle = () => {
     const numbers = (event: string) =>
       server.lines.map((line) =>
         new RegExp(` #(\\d+) ${event}`).exec(line)?.[1]
-      )
-        .filter((n) => n !== undefined);
+      ).filter((n) => n !== undefined);
     const spoken = new Set(numbers("head:"));
     return numbers("accepted").some((n) => !spoken.has(n));
   };
   // The process gives its lines as an array it fills, with no event: look
-  // again each few milliseconds; the test's deadline bounds the wait.
-  while (!idle()) await delay(10);
+  // again each few milliseconds.
+  const end = performance.now() + withinMs;
+  while (!idle()) {
+    if (performance.now() > end) {
+      throw new Error(
+        `The server accepted no connection to sit idle within ${withinMs} ms`,
+      );
+    }
+    await delay(10);
+  }
 }
 
 Deno.test({
