@@ -23,6 +23,8 @@ export interface PageVisit {
   title: string;
   /** The text of the first `<h1>`. */
   heading: string;
+  /** The text of the page's body, its white space collapsed. */
+  text: string;
   /** When the load began, in `performance.now()` milliseconds. */
   startedMs: number;
   /** When the page's load event had fired, in `performance.now()` milliseconds. */
@@ -69,6 +71,8 @@ export interface LabEntry {
   answeredMs: number | null;
   /** The server's own time for it, from Server-Timing; null if it failed. */
   serverMs: number | null;
+  /** How long its connection sat open before its first byte, where the server says. */
+  idleMs?: number;
   /** Parallel mode: the number of the worker that answered it. */
   worker?: number;
 }
@@ -93,20 +97,36 @@ export interface LabBlock {
   rows: string[];
 }
 
-/** What a run of `/lab` found and said. */
-export interface LabRun {
-  /** `globalThis.labResult` at the end of the run. */
-  result: LabEntry[];
+/** What `/lab` shows at a moment, with or without a run. */
+export interface LabView {
+  /** `data-state` of the body: `idle`, `running` or `done`. */
+  state: string;
   /** The mode the page named. */
   mode: string;
+  /** The live rows: each label and `data-state`. */
+  rows: { label: string; state: string }[];
+  /** The labels of the live rows with a connection drawn open before them. */
+  idle: string[];
+  /** Whether each time axis is drawn: the live run's and the comparison's. */
+  axes: { live: boolean; compare: boolean };
   /** The sentences under the waterfall. */
   story: string[];
+  /** The notes under them. */
+  notes: string[];
   /** The labels of the rows marked as having met the blocked worker. */
   met: string[];
   /** The verdict on the guess, when the run had one. */
   verdict?: { held: string; text: string };
+  /** The guess chosen in the form (`soon`, `after`, `none`), and why the page asks again, if it says. */
+  guess: { value: string; why?: string };
   /** The comparison under the live run, block by block. */
   compare: LabBlock[];
+}
+
+/** What a run of `/lab` found and said. */
+export interface LabRun extends LabView {
+  /** `globalThis.labResult` at the end of the run. */
+  result: LabEntry[];
   /** The width in CSS pixels of each live row's server tip at the end. */
   tips: number[];
   /**
@@ -125,18 +145,42 @@ export interface LabRun {
   comparePng?: Uint8Array;
 }
 
-/** What {@linkcode Chromium.runLab} may do besides the run. */
-export interface LabOptions {
-  /** Capture the live run: the page down to its sentences. */
+/** What {@linkcode LabTab.finished} may capture besides the run. */
+export interface LabCapture {
+  /** Capture the live run: the page down to its notes. */
   screenshot?: boolean;
   /** Capture the comparison of kept runs. */
   compareScreenshot?: boolean;
-  /** Look at every row still waiting for its answer, once a frame. */
+}
+
+/** What {@linkcode Chromium.openLab} may do besides loading the page. */
+export interface LabTabOptions {
+  /** Look at every row still waiting for its answer, once a frame, until the first run ends. */
   watchWaiting?: boolean;
   /** What to put in localStorage's `lab.runs` before the page loads. */
   kept?: string;
-  /** How long the run may take; 60 s unless told. */
+  /** How long a run may take; 60 s unless told. */
   timeoutMs?: number;
+}
+
+/** What {@linkcode Chromium.runLab} may do besides the run. */
+export type LabOptions = LabTabOptions & LabCapture;
+
+/** A tab with `/lab` loaded, used as a reader uses it; dispose of it to close it. */
+export interface LabTab extends AsyncDisposable {
+  /** What the page shows now. */
+  look(): Promise<LabView & { printed: string[] }>;
+  /** Clicks the slow request and the guess, as a reader does. */
+  choose(choice: { slow?: "sleep" | "block"; predict?: string }): Promise<void>;
+  /** Presses Run; throws if no run starts. */
+  run(): Promise<void>;
+  /** Waits for the run under way to end, and reports it. */
+  finished(capture?: LabCapture): Promise<LabRun>;
+  /**
+   * Has the page's browser open a connection to its own server ahead of
+   * any request (`<link rel="preconnect">`), as browsers do by themselves.
+   */
+  preconnect(): Promise<void>;
 }
 
 /** A headless Chromium with its own profile; dispose of it to stop it. */
@@ -150,10 +194,14 @@ export interface Chromium extends AsyncDisposable {
   /** Opens a new tab, loads `url` in it, and reports what it showed. */
   visit(url: string, options?: VisitOptions): Promise<PageVisit>;
   /**
-   * Loads `url` (a `/lab?run` address) in a new tab, 720 CSS pixels wide,
-   * waits for the run to end, and reports it. Tabs of one browser share
-   * localStorage, so a later run sees the runs kept by earlier ones on the
-   * same address.
+   * Loads `url` (a `/lab` address) in a new tab, 720 CSS pixels wide. Tabs
+   * of one browser share localStorage, so a later run sees the runs kept by
+   * earlier ones on the same address.
+   */
+  openLab(url: string, options?: LabTabOptions): Promise<LabTab>;
+  /**
+   * Loads `url` (a `/lab?run` address) in a new tab, waits for the run to
+   * end, reports it, and closes the tab.
    */
   runLab(url: string, options?: LabOptions): Promise<LabRun>;
 }
@@ -261,6 +309,10 @@ export async function launchChromium(): Promise<Chromium> {
             status: response.status(),
             title: await page.title(),
             heading: await page.$eval("h1", (h1) => h1.textContent),
+            text: await page.$eval(
+              "body",
+              (body) => body.textContent.replace(/\s+/g, " ").trim(),
+            ),
             startedMs,
             loadedMs,
             sentAtMs: requestMs + timing.sendStart,
@@ -279,37 +331,90 @@ export async function launchChromium(): Promise<Chromium> {
     async visit(url, options) {
       return (await openTab()).visit(url, options);
     },
+    async openLab(url, options = {}) {
+      return openLab(await browser.newPage(), url, options);
+    },
     async runLab(url, options = {}) {
-      const page = await browser.newPage();
-      try {
-        await page.setViewport({ width: 720, height: 760 });
-        const printed = await watchPrinting(page);
-        if (options.kept !== undefined) {
-          await page.evaluateOnNewDocument((kept) => {
-            localStorage.setItem("lab.runs", kept);
-          }, options.kept);
-        }
-        await page.goto(url);
-        if (options.watchWaiting) await watchWaiting(page);
-        await page.waitForSelector('body[data-state="done"]', {
-          timeout: options.timeoutMs ?? 60_000,
-        });
-        const run = await page.evaluate(readLabPage);
-        return {
-          ...run,
-          printed,
-          ...(options.screenshot ? { png: await screenshotRun(page) } : {}),
-          ...(options.compareScreenshot
-            ? { comparePng: await (await page.$("#compare"))!.screenshot() }
-            : {}),
-        };
-      } finally {
-        await page.close();
-      }
+      await using lab = await openLab(await browser.newPage(), url, options);
+      return await lab.finished(options);
     },
     async [Symbol.asyncDispose]() {
       await browser.close();
       await Deno.remove(userDataDir, { recursive: true });
+    },
+  };
+}
+
+/** Opens `/lab` at `url` in `page`: see {@linkcode Chromium.openLab}. */
+async function openLab(
+  page: Page,
+  url: string,
+  { kept, watchWaiting: watch = false, timeoutMs = 60_000 }: LabTabOptions,
+): Promise<LabTab> {
+  let printed: string[];
+  try {
+    await page.setViewport({ width: 720, height: 760 });
+    printed = await watchPrinting(page);
+    if (kept !== undefined) {
+      await page.evaluateOnNewDocument((kept) => {
+        localStorage.setItem("lab.runs", kept);
+      }, kept);
+    }
+    await page.goto(url);
+    if (watch) await watchWaiting(page);
+  } catch (error) {
+    await page.close();
+    throw error;
+  }
+  const look = async () => ({
+    ...await page.evaluate(readLabPage),
+    printed: [...printed],
+  });
+  return {
+    look,
+    async choose({ slow, predict }) {
+      await page.evaluate((choices) => {
+        for (const [name, value] of choices) {
+          document.querySelector(`input[name="${name}"][value="${value}"]`)!
+            .click();
+        }
+      }, [["slow", slow], ["predict", predict]].filter(([, v]) => v));
+    },
+    async run() {
+      // click() runs the form's handler before it returns, and a run sets
+      // data-state before its first await.
+      const state = await page.evaluate(() => {
+        document.querySelector("#controls button")!.click();
+        return document.body.dataset.state;
+      });
+      if (state !== "running") {
+        throw new Error(`Run did not start a run: the page is ${state}`);
+      }
+    },
+    async finished({ screenshot = false, compareScreenshot = false } = {}) {
+      await page.waitForSelector('body[data-state="done"]', {
+        timeout: timeoutMs,
+      });
+      const { result, ...view } = await look();
+      if (!result) throw new Error("The run ended without a labResult");
+      return {
+        ...view,
+        result,
+        ...(screenshot ? { png: await screenshotRun(page) } : {}),
+        ...(compareScreenshot
+          ? { comparePng: await (await page.$("#compare"))!.screenshot() }
+          : {}),
+      };
+    },
+    async preconnect() {
+      await page.evaluate(() => {
+        const link = document.createElement("link");
+        Object.assign(link, { rel: "preconnect", href: location.origin });
+        document.head.append(link);
+      });
+    },
+    async [Symbol.asyncDispose]() {
+      await page.close();
     },
   };
 }
@@ -320,34 +425,61 @@ export async function launchChromium(): Promise<Chromium> {
  */
 interface PageElement {
   textContent: string | null;
+  hidden: boolean;
   dataset: Record<string, string | undefined>;
   querySelector(selector: string): PageElement | null;
   querySelectorAll(selector: string): Iterable<PageElement>;
-  getBoundingClientRect(): { width: number; bottom: number };
+  getBoundingClientRect(): { width: number; height: number; bottom: number };
+  click(): void;
+  append(child: PageElement): void;
 }
-declare const document: PageElement & { body: PageElement };
+declare const document: PageElement & {
+  body: PageElement;
+  head: PageElement;
+  createElement(name: string): PageElement;
+};
+declare const location: { origin: string };
 declare const scrollY: number;
 declare function requestAnimationFrame(callback: () => void): number;
 
-/** What `/lab` shows once a run has ended; runs in the page. */
+/** What `/lab` shows now; runs in the page. */
 function readLabPage() {
   const all = (selector: string, root: PageElement = document) => [
     ...root.querySelectorAll(selector),
   ];
   const text = (element: PageElement | null) => element?.textContent ?? "";
+  const label = (row: PageElement) => text(row.querySelector(".label"));
+  const shown = (element: PageElement | null) =>
+    (element?.getBoundingClientRect().width ?? 0) > 0;
   const verdict = document.querySelector("#verdict:not([hidden])");
+  const why = document.querySelector("#guess-why:not([hidden])");
+  const guess = document.querySelector('input[name="predict"]:checked') as
+    | PageElement & { value: string }
+    | null;
   const page = globalThis as unknown as {
-    labResult: LabEntry[];
+    labResult?: LabEntry[];
     labWaiting?: { looked: number; tipsDrawn: string[] };
   };
   return {
-    result: page.labResult,
+    state: document.body.dataset.state ?? "",
     mode: text(document.querySelector("#mode strong")),
+    rows: all("#rows .row").map((row) => ({
+      label: label(row),
+      state: row.dataset.state ?? "",
+    })),
+    idle: all("#rows .row").filter((row) => shown(row.querySelector(".idle")))
+      .map(label),
+    axes: {
+      live: shown(document.querySelector("#waterfall .axis")),
+      compare: shown(document.querySelector("#compare .axis")),
+    },
     story: all("#story p").map(text),
-    met: all("#rows .row.met .label").map(text),
+    notes: all("#notes p").map(text),
+    met: all("#rows .row.met").map(label),
     ...(verdict
       ? { verdict: { held: verdict.dataset.held ?? "", text: text(verdict) } }
       : {}),
+    guess: { value: guess?.value ?? "", ...(why ? { why: text(why) } : {}) },
     compare: all("#compare .block").map((block) => ({
       mode: block.dataset.mode ?? "",
       slow: block.dataset.slow ?? "",
@@ -356,6 +488,7 @@ function readLabPage() {
       text: text(block).replace(/\s+/g, " ").trim(),
       rows: all(".row .label", block).map(text),
     })),
+    result: page.labResult,
     tips: all("#rows .row .server").map((tip) =>
       tip.getBoundingClientRect().width
     ),
@@ -389,12 +522,13 @@ async function watchWaiting(page: Page) {
   });
 }
 
-/** A screenshot of `/lab` from the top down to the run's sentences. */
+/** A screenshot of `/lab` from the top down to the run's notes. */
 async function screenshotRun(page: Page): Promise<Uint8Array> {
-  const bottom = await page.$eval(
-    "#story",
-    (story) => story.getBoundingClientRect().bottom + scrollY,
-  );
+  const bottom = await page.evaluate(() => {
+    const end = document.querySelector("#notes:not([hidden])") ??
+      document.querySelector("#story")!;
+    return end.getBoundingClientRect().bottom + scrollY;
+  });
   const { width } = page.viewport()!;
   return await page.screenshot({
     clip: { x: 0, y: 0, width, height: Math.ceil(bottom) + 8 },
