@@ -16,7 +16,7 @@ import {
   assertMatch,
 } from "@std/assert";
 import { type Connection, handle } from "./main.ts";
-import { startServerProcess } from "./tools/server_process.ts";
+import { startServerProcess } from "./tests/server_process.ts";
 import {
   delay,
   get,
@@ -29,7 +29,7 @@ import {
   startServer,
   statusPage,
   withDeadline,
-} from "./tools/testing.ts";
+} from "./tests/testing.ts";
 
 // ---------------------------------------------------------------------------
 // handle() on an in-memory connection

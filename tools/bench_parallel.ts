@@ -15,8 +15,8 @@
  * @module
  */
 
-import { readResponse, writeAll } from "./clients.ts";
-import { startServerProcess } from "./server_process.ts";
+import { readResponse, writeAll } from "../tests/clients.ts";
+import { startServerProcess } from "../tests/server_process.ts";
 
 const quick = Deno.args.includes("--quick");
 // bench.ts alone measures --versus: parallel mode is not compared then.

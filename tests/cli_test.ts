@@ -11,7 +11,7 @@ import {
   assertNotMatch,
   assertStringIncludes,
 } from "@std/assert";
-import { DEFAULTS, parseCommandLine } from "./main.ts";
+import { DEFAULTS, parseCommandLine } from "../main.ts";
 import {
   delay,
   folder,
@@ -22,7 +22,7 @@ import {
   runMainArgs,
   spawnMain,
   withDeadline,
-} from "./tools/testing.ts";
+} from "./testing.ts";
 
 const decoder = new TextDecoder();
 
@@ -440,7 +440,9 @@ async function answersOn(port: number): Promise<number> {
 }
 
 Deno.test("the README's options table lists every option of --help, with its default", async () => {
-  const readme = await Deno.readTextFile(new URL("README.md", import.meta.url));
+  const readme = await Deno.readTextFile(
+    new URL("../README.md", import.meta.url),
+  );
   const rows = new Map(
     [...readme.matchAll(/^\| `(--[\w-]+)[^`]*` +\| ([^|]*?) +\|/gm)]
       .map(([, flag, byDefault]) => [flag, byDefault]),

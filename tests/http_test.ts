@@ -19,7 +19,7 @@ import {
   send as sendTimed,
   sendGarbage,
   writeAll,
-} from "./tools/clients.ts";
+} from "./clients.ts";
 import {
   delay,
   expectedResponse,
@@ -38,7 +38,7 @@ import {
   statusPage,
   TEXT,
   withDeadline,
-} from "./tools/testing.ts";
+} from "./testing.ts";
 
 const decoder = new TextDecoder();
 const JS = "text/javascript; charset=utf-8";

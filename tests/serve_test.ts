@@ -20,8 +20,8 @@ import {
   type Pages,
   serve,
   type ServeOptions,
-} from "./main.ts";
-import { type Address, writeAll } from "./tools/clients.ts";
+} from "../main.ts";
+import { type Address, writeAll } from "./clients.ts";
 import {
   assertRefused,
   delay,
@@ -34,7 +34,7 @@ import {
   send,
   startServer,
   withDeadline,
-} from "./tools/testing.ts";
+} from "./testing.ts";
 
 // ---------------------------------------------------------------------------
 // Options

@@ -9,10 +9,10 @@ import {
   assertMatch,
   assertStringIncludes,
 } from "@std/assert";
-import { findOnPath } from "./tools/allow_chromium.ts";
+import { findOnPath } from "../tools/allow_chromium.ts";
 
 const config = JSON.parse(
-  await Deno.readTextFile(new URL("deno.json", import.meta.url)),
+  await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
 );
 
 Deno.test("findOnPath() takes the first executable file of that name, as a shell does", async () => {
@@ -60,7 +60,7 @@ Deno.test("the test task allows chromium only by the path that tools/allow_chrom
 });
 
 Deno.test("LICENSE is the MIT license, with the project's copyright line", async () => {
-  const text = await Deno.readTextFile(new URL("LICENSE", import.meta.url));
+  const text = await Deno.readTextFile(new URL("../LICENSE", import.meta.url));
   const paragraphs = text.trim().split("\n\n").map((paragraph) =>
     paragraph.replaceAll("\n", " ")
   );
@@ -85,7 +85,7 @@ Deno.test("LICENSE is the MIT license, with the project's copyright line", async
 
 Deno.test(".gitignore ignores deno.lock, and its comments name no file the repository lacks", async () => {
   const lines =
-    (await Deno.readTextFile(new URL(".gitignore", import.meta.url)))
+    (await Deno.readTextFile(new URL("../.gitignore", import.meta.url)))
       .split("\n");
   const ignored = lines.filter((line) => line !== "" && !line.startsWith("#"));
   assert(ignored.includes("deno.lock"), ignored.join(" "));
@@ -94,7 +94,7 @@ Deno.test(".gitignore ignores deno.lock, and its comments name no file the repos
   );
   for (const name of named) {
     if (ignored.includes(name)) continue;
-    const found = await Deno.stat(new URL(name, import.meta.url)).then(
+    const found = await Deno.stat(new URL(`../${name}`, import.meta.url)).then(
       () => true,
       () => false,
     );
@@ -105,7 +105,7 @@ Deno.test(".gitignore ignores deno.lock, and its comments name no file the repos
 Deno.test("deno.json gives every task a description, which deno task lists", async () => {
   const { success, stdout } = await new Deno.Command("deno", {
     args: ["task"],
-    cwd: new URL(".", import.meta.url),
+    cwd: new URL("..", import.meta.url),
     env: { NO_COLOR: "1" },
   }).output();
   assert(success);

@@ -14,7 +14,7 @@ import {
   send,
   spawnMain,
   withDeadline,
-} from "./tools/testing.ts";
+} from "./testing.ts";
 
 /**
  * `script -qfec`, which gives the server a pseudo-terminal of its own, is

@@ -10,7 +10,7 @@ import {
   assertMatch,
   assertNotMatch,
 } from "@std/assert";
-import { type Address, send as sendTimed } from "./tools/clients.ts";
+import { type Address, send as sendTimed } from "./clients.ts";
 import {
   assertRefused,
   delay,
@@ -22,7 +22,7 @@ import {
   spawnMain,
   statusPage,
   withDeadline,
-} from "./tools/testing.ts";
+} from "./testing.ts";
 
 const decoder = new TextDecoder();
 
