@@ -1,20 +1,20 @@
 /**
  * main.ts stopped as people stop it: by a signal (SIGINT, SIGTERM), and by
- * Ctrl-C typed in a terminal, where it reaches `deno task` too.
+ * Ctrl-C typed in a terminal, where it reaches `deno task` too. Each server
+ * runs with --trace, so that a test sends its signal once the server has
+ * read the head of the request it means to be in flight.
  */
 
 import { assertEquals, assertMatch, assertNotMatch } from "@std/assert";
+import { delay } from "@std/async";
 import {
-  assertRefused,
-  delay,
   folder,
-  get,
   noSignals,
-  OK_HELLO,
-  send,
-  spawnMain,
-  withDeadline,
-} from "./testing.ts";
+  spawnServer,
+  startServerProcess,
+} from "./server_process.ts";
+import { assertRefused, get, OK_HELLO, sendUntimed } from "./testing.ts";
+import { waitFor, withDeadline } from "./waiting.ts";
 
 /**
  * `script -qfec`, which gives the server a pseudo-terminal of its own, is
@@ -23,6 +23,9 @@ import {
  * Linux anyway).
  */
 const noScript = Deno.build.os !== "linux";
+
+/** The trace line that says the server has read the head of /sleep. */
+const SLEEP_HEAD_READ = / #1 head: GET \/sleep$/;
 
 // ---------------------------------------------------------------------------
 // Signals
@@ -33,17 +36,13 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
       `main.ts on ${signal} lets a /sleep in flight finish, exits 0 and frees the port`,
     ignore: noSignals,
     fn: withDeadline(async () => {
-      const main = await spawnMain(["--port=0", "--sleep-ms=500"]);
-      let slow;
-      try {
-        slow = await send(
-          { hostname: "127.0.0.1", port: main.port },
-          get("/sleep"),
-        );
-        await delay(100);
-      } finally {
-        main.kill(signal);
-      }
+      await using main = await startServerProcess([
+        "--sleep-ms=500",
+        "--trace",
+      ]);
+      const slow = await sendUntimed(main.addr, get("/sleep"));
+      await waitFor(main.lines, SLEEP_HEAD_READ);
+      main.kill(signal);
       assertEquals(await slow.response, OK_HELLO);
       const { code, output, stderr } = await main.exited();
       assertEquals(code, 0, stderr);
@@ -52,7 +51,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
         new RegExp(`Stopping on ${signal} \\(.*again.*\\): no new connections`),
       );
       assertMatch(output, /GET \/sleep 200 \(\d+ ms\)\n.*Stopped\n$/s);
-      await assertRefused({ hostname: "127.0.0.1", port: main.port });
+      await assertRefused(main.addr);
     }),
   });
 }
@@ -62,26 +61,17 @@ Deno.test({
     "deno task start on SIGTERM to the task process lets a /sleep in flight finish and exits 0",
   ignore: noSignals,
   fn: withDeadline(async () => {
-    const task = new Deno.Command("deno", {
-      args: ["task", "start", "--port=0", "--sleep-ms=2000"],
-      cwd: folder,
-      stdout: "piped",
-      stderr: "null",
-    }).spawn();
-    const stdout = task.stdout.pipeThrough(new TextDecoderStream()).values();
-    let output = "";
-    while (!output.includes("\n")) output += (await stdout.next()).value ?? "";
-    const port = Number(/127\.0\.0\.1:(\d+)\//.exec(output)?.[1]);
-    let slow;
-    try {
-      slow = await send({ hostname: "127.0.0.1", port }, get("/sleep"));
-      await delay(500);
-    } finally {
-      task.kill("SIGTERM");
-    }
+    await using task = await spawnServer(
+      "deno",
+      ["task", "start", "--port=0", "--sleep-ms=2000", "--trace"],
+      { cwd: folder },
+    );
+    const slow = await sendUntimed(task.addr, get("/sleep"));
+    await waitFor(task.lines, SLEEP_HEAD_READ);
+    task.kill("SIGTERM");
     assertEquals(await slow.response, OK_HELLO);
-    for await (const chunk of stdout) output += chunk;
-    assertEquals((await task.status).code, 0, output);
+    const { code, output } = await task.exited();
+    assertEquals(code, 0, output);
     assertMatch(output, /Stopping on SIGTERM/);
     assertMatch(output, /GET \/sleep 200 .*\nStopped\n$/s);
   }),
@@ -99,36 +89,14 @@ Deno.test({
  * (dash does, and CI's `script` uses it when `SHELL` is unset) would die of
  * the Ctrl-C itself and report 130 for a server that exited 0.
  */
-async function inTerminal(command: string) {
-  const child = new Deno.Command("script", {
-    args: ["-qfec", `exec ${command}`, "/dev/null"],
+function inTerminal(command: string) {
+  return spawnServer("script", ["-qfec", `exec ${command}`, "/dev/null"], {
     cwd: folder,
     stdin: "piped",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const keyboard = child.stdin.getWriter();
-  let screen = "";
-  const reading = (async () => {
-    for await (
-      const chunk of child.stdout.pipeThrough(new TextDecoderStream())
-    ) screen += chunk;
-  })();
-  const listening = /Listening on http:\/\/127\.0\.0\.1:(\d+)\//;
-  while (!listening.test(screen)) {
-    const exited = await Promise.race([child.status, delay(50)]);
-    if (exited) throw new Error(`${command} exited early:\n${screen}`);
-  }
-  return {
-    port: Number(listening.exec(screen)![1]),
-    pressCtrlC: () => keyboard.write(new Uint8Array([0x03])),
-    async exited() {
-      await keyboard.close();
-      const [{ code }] = await Promise.all([child.status, reading]);
-      return { code, screen };
-    },
-  };
+  });
 }
+
+const CTRL_C = "\x03";
 
 const terminalCommands = [
   "deno task start",
@@ -143,23 +111,20 @@ for (const command of terminalCommands) {
       `${command} in a terminal: one Ctrl-C lets a /sleep in flight finish, says Stopped and exits 0`,
     ignore: noScript,
     fn: withDeadline(async () => {
-      const terminal = await inTerminal(`${command} --port=0 --sleep-ms=2000`);
-      const addr = { hostname: "127.0.0.1", port: terminal.port };
-      let slow;
-      try {
-        slow = await send(addr, get("/sleep"));
-        await delay(500); // ample time for the server to read the head
-      } finally {
-        await terminal.pressCtrlC();
-      }
+      await using terminal = await inTerminal(
+        `${command} --port=0 --sleep-ms=2000 --trace`,
+      );
+      const slow = await sendUntimed(terminal.addr, get("/sleep"));
+      await waitFor(terminal.lines, SLEEP_HEAD_READ);
+      await terminal.write(CTRL_C);
       assertEquals(await slow.response, OK_HELLO);
-      const { code, screen } = await terminal.exited();
-      assertEquals(code, 0, screen);
+      const { code, output } = await terminal.exited();
+      assertEquals(code, 0, output);
       assertMatch(
-        screen,
+        output,
         /Stopping on SIGINT \(press Ctrl-C again to exit at once\)/,
       );
-      assertMatch(screen, /GET \/sleep 200 .*\r\nStopped\r\n$/s);
+      assertMatch(output, /GET \/sleep 200 .*\r\nStopped\r\n$/s);
     }),
   });
 }
@@ -169,23 +134,25 @@ Deno.test({
     "deno task start in a terminal: a second Ctrl-C a second later exits at once with 130",
   ignore: noScript,
   fn: withDeadline(async () => {
-    const terminal = await inTerminal(
-      "deno task start --port=0 --sleep-ms=60000",
+    await using terminal = await inTerminal(
+      "deno task start --port=0 --sleep-ms=60000 --trace",
     );
-    const addr = { hostname: "127.0.0.1", port: terminal.port };
-    const slow = await send(addr, get("/sleep"));
-    await delay(200);
-    await terminal.pressCtrlC();
+    const slow = await sendUntimed(terminal.addr, get("/sleep"));
+    await waitFor(terminal.lines, SLEEP_HEAD_READ);
+    await terminal.write(CTRL_C);
+    await waitFor(terminal.lines, /Stopping on SIGINT/);
+    // Time is the subject: a Ctrl-C within half a second of the first is the
+    // same press, arrived twice (from the terminal and from deno task).
     await delay(1000);
-    await terminal.pressCtrlC();
-    const { code, screen } = await terminal.exited();
-    assertEquals(code, 130, screen);
+    await terminal.write(CTRL_C);
+    const { code, output } = await terminal.exited();
+    assertEquals(code, 130, output);
     // Dropped, not answered: the 60 s sleep and the 10 s grace were cut short.
     assertEquals(await slow.response, "");
     assertMatch(
-      screen,
+      output,
       /Dropping 1 request still in flight on a second SIGINT\r\n/,
     );
-    assertNotMatch(screen, /Stopped/);
+    assertNotMatch(output, /Stopped/);
   }),
 });
