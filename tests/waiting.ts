@@ -47,9 +47,6 @@ export interface WaitOptions {
   ms?: number;
 }
 
-/** What a condition gives while it is not met yet. */
-type NotYet = undefined | null | false;
-
 /**
  * Waits until `lines` holds a line that `pattern` matches, and returns the
  * first such match; `lines` is an array that grows, such as a server's log
@@ -78,7 +75,7 @@ export function waitFor<T>(
   condition: () => T | Promise<T>,
   what: string,
   options?: WaitOptions,
-): Promise<Exclude<T, NotYet>>;
+): Promise<Exclude<T, undefined | null | false>>;
 export async function waitFor<T>(
   source: readonly string[] | (() => T | Promise<T>),
   expected: RegExp | string,
@@ -90,8 +87,8 @@ export async function waitFor<T>(
       () => firstMatch(source, expected as RegExp),
       `line matching ${expected}`,
     ];
-  // The condition is checked anew every 10 ms: no event is missed, however
-  // busy the machine, and none is waited for longer than that.
+  // Checked anew every 10 ms: whatever the load, nothing that happens is
+  // missed, and it is seen within 10 ms of the check that could see it.
   const timeout = AbortSignal.timeout(ms);
   while (!timeout.aborted) {
     const value = await check();
