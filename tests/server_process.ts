@@ -108,6 +108,8 @@ export interface SpawnOptions {
   env?: Record<string, string>;
   /** "piped" to {@linkcode ServerProcess.write} to it; "null" by default. */
   stdin?: "piped" | "null";
+  /** Its whole standard input, such as a program for `deno run -`. */
+  input?: string;
   /** "inherit" to show its stderr as it comes; "piped" (kept) by default. */
   stderr?: "piped" | "inherit";
 }
@@ -120,8 +122,9 @@ export interface SpawnOptions {
 export async function spawnServer(
   command: string,
   args: readonly string[],
-  { cwd, env, stdin = "null", stderr = "piped" }: SpawnOptions = {},
+  { cwd, env, input, stderr = "piped", ...options }: SpawnOptions = {},
 ): Promise<ServerProcess> {
+  const stdin = input === undefined ? options.stdin ?? "null" : "piped";
   const child = new Deno.Command(command, {
     args: [...args],
     cwd,
@@ -132,7 +135,11 @@ export async function spawnServer(
   }).spawn();
   let running = true;
   const status = child.status.finally(() => running = false);
-  const input = stdin === "piped" ? child.stdin.getWriter() : undefined;
+  const keyboard = stdin === "piped" ? child.stdin.getWriter() : undefined;
+  if (input !== undefined) {
+    await keyboard!.write(new TextEncoder().encode(input));
+    await keyboard!.close();
+  }
 
   // Read every line as it comes: a server whose pipe fills up would stall
   // on its next line, and that is not what is being tested or measured.
@@ -170,7 +177,7 @@ export async function spawnServer(
   let exit: Promise<{ code: number; output: string; stderr: string }>;
   const exited = () =>
     exit ??= (async () => {
-      await input?.close().catch(() => {});
+      await keyboard?.close().catch(() => {});
       const [{ code }] = await Promise.all([status, reading]);
       return { code, output: printed.stdout, stderr: printed.stderr };
     })();
@@ -198,7 +205,7 @@ export async function spawnServer(
     lines,
     kill,
     async write(text) {
-      await input!.write(new TextEncoder().encode(text));
+      await keyboard!.write(new TextEncoder().encode(text));
     },
     exited,
     running: () => running,
