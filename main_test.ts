@@ -5,7 +5,7 @@
  * as soon as it is called, since a promise is eager. The HTTP rules are in
  * http_test.ts, serve() and shutdown in serve_test.ts, the command line in
  * cli_test.ts, parallel mode in parallel_test.ts and signals in a terminal
- * in terminal_test.ts; what they share is in tools/testing.ts.
+ * in terminal_test.ts, all in tests/, with the helpers they share.
  */
 
 import {
@@ -16,20 +16,19 @@ import {
   assertMatch,
 } from "@std/assert";
 import { type Connection, handle } from "./main.ts";
-import { startServerProcess } from "./tools/server_process.ts";
+import { startServerProcess } from "./tests/server_process.ts";
 import {
-  delay,
   get,
   handleInMemory,
   MemoryConn,
   NOT_FOUND,
   OK_HELLO,
   pages,
-  send,
-  startServer,
+  sendUntimed,
+  serveOnFreePort,
   statusPage,
-  withDeadline,
-} from "./tools/testing.ts";
+} from "./tests/testing.ts";
+import { waitFor, withDeadline } from "./tests/waiting.ts";
 
 // ---------------------------------------------------------------------------
 // handle() on an in-memory connection
@@ -111,10 +110,10 @@ for (const { mode, slow, first, ...limit } of orderCases) {
     withDeadline(async () => {
       // The slow request is slow next to what / takes, so the order cannot be
       // an accident of a busy machine.
-      await using server = startServer(mode, { sleepMs: 500, ...limit });
+      await using server = serveOnFreePort(mode, { sleepMs: 500, ...limit });
       const finished: string[] = [];
-      const slowRequest = await send(server.addr, get(slow));
-      const fast = await send(server.addr, get("/"));
+      const slowRequest = await sendUntimed(server.addr, get(slow));
+      const fast = await sendUntimed(server.addr, get("/"));
       const responses = await Promise.all([
         slowRequest.response.then((text) => (finished.push(slow), text)),
         fast.response.then((response) => (finished.push("/"), response)),
@@ -132,14 +131,16 @@ for (const mode of ["serial", "concurrent"] as const) {
       // Work that never awaits holds the only thread, so concurrency is gone.
       // The server runs in a process of its own: spinning in this one would
       // stall the test's clients too, and prove nothing.
-      await using server = await startServerProcess([mode, "--sleep-ms=500"]);
-      const addr = { hostname: "127.0.0.1", port: server.port };
+      await using server = await startServerProcess([
+        mode,
+        "--sleep-ms=500",
+        "--trace",
+      ]);
       const finished: string[] = [];
-      const blocking = await send(addr, get("/block"));
-      // /block spins only once its head is read: give the server ample time
-      // for that, so that / arrives while it spins.
-      await delay(150);
-      const fast = await send(addr, get("/"));
+      const blocking = await sendUntimed(server.addr, get("/block"));
+      // /block spins once its head is read: / comes while it spins.
+      await waitFor(server.lines, /#1 head: GET \/block$/);
+      const fast = await sendUntimed(server.addr, get("/"));
       const responses = await Promise.all([
         blocking.response.then((text) => (finished.push("/block"), text)),
         fast.response.then((response) => (finished.push("/"), response)),
@@ -154,17 +155,17 @@ Deno.test(
   "serve() in concurrent mode answers / while clients stall mid-head, and then answers each 408",
   withDeadline(async () => {
     const stalled = 100;
-    await using server = startServer("concurrent", { headTimeoutMs: 2000 });
+    await using server = serveOnFreePort("concurrent", { headTimeoutMs: 2000 });
     const finished: string[] = [];
     const slowClients = [];
     for (let i = 0; i < stalled; i++) {
-      const client = await send(server.addr, "GET / HTTP/1.1\r\nHo");
+      const client = await sendUntimed(server.addr, "GET / HTTP/1.1\r\nHo");
       slowClients.push(client.response.then((response) => {
         finished.push("stalled");
         return response;
       }));
     }
-    const fast = await send(server.addr, get("/"));
+    const fast = await sendUntimed(server.addr, get("/"));
     assertEquals(await fast.response, OK_HELLO);
     finished.push("/");
     const responses = await Promise.all(slowClients);
@@ -179,14 +180,14 @@ Deno.test(
   "serve() in serial mode is held by an idle connection only until the head timeout",
   withDeadline(async () => {
     // A browser's speculative preconnect: a connection that sends nothing.
-    await using server = startServer("serial", { headTimeoutMs: 300 });
+    await using server = serveOnFreePort("serial", { headTimeoutMs: 300 });
     const finished: string[] = [];
-    const idle = await send(server.addr, "");
+    const idle = await sendUntimed(server.addr, "");
     const idleAnswer = idle.response.then((
       response,
     ) => (finished.push("idle"), response));
     const started = performance.now();
-    const fast = await send(server.addr, get("/"));
+    const fast = await sendUntimed(server.addr, get("/"));
     assertEquals(await fast.response, OK_HELLO);
     finished.push("/");
     assertEquals(await idleAnswer, statusPage("408 Request Timeout"));

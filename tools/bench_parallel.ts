@@ -15,8 +15,12 @@
  * @module
  */
 
-import { readResponse, writeAll } from "./clients.ts";
-import { startServerProcess } from "./server_process.ts";
+import { readResponse, writeAll } from "../tests/clients.ts";
+import {
+  folder,
+  spawnServer,
+  startServerProcess,
+} from "../tests/server_process.ts";
 
 const quick = Deno.args.includes("--quick");
 // bench.ts alone measures --versus: parallel mode is not compared then.
@@ -36,7 +40,6 @@ const ROUNDS = quick ? 1 : 3;
 const CPUS = navigator.hardwareConcurrency;
 const COUNTS = [...new Set([1, 2, CPUS])].sort((a, b) => a - b);
 const PEER = new URL("./deno_serve_parallel.ts", import.meta.url);
-const folder = Deno.realPathSync(new URL("../", import.meta.url));
 const MiB = 1024 * 1024;
 
 /** A server under test: where it listens and what it holds in memory. */
@@ -53,50 +56,19 @@ async function startMain(workers: number): Promise<Server> {
   );
 }
 
-/** `deno serve --parallel` with `DENO_JOBS=jobs`, serving the peer module. */
-async function startDenoServe(jobs: number): Promise<Server> {
-  const child = new Deno.Command("deno", {
-    args: [
-      "serve",
-      "--parallel",
-      `--allow-read=${folder}`,
-      "--host=127.0.0.1",
-      "--port=0",
-      PEER.href,
-    ],
-    env: { DENO_JOBS: String(jobs) },
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  // It says where it listens on stderr: "deno serve: Listening on …".
-  let said = "";
-  const lines = child.stderr.pipeThrough(new TextDecoderStream());
-  const reader = lines.getReader();
-  let port = 0;
-  while (!port) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`deno serve exited before it listened: ${said}`);
-    said += value;
-    port = Number(/Listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(said)?.[1]);
-  }
-  reader.releaseLock();
-  const draining = lines.pipeTo(new WritableStream());
-  return {
-    port,
-    residentBytes: () => residentBytes(child.pid),
-    async [Symbol.asyncDispose]() {
-      child.kill("SIGTERM");
-      await Promise.all([child.status, draining]);
-    },
-  };
-}
-
-async function residentBytes(pid: number): Promise<number> {
-  // Deno reads /proc/<pid> only with --allow-all; ps reads it for us.
-  const { stdout } = await new Deno.Command("ps", {
-    args: ["-o", "rss=", "-p", String(pid)],
-  }).output();
-  return Number(new TextDecoder().decode(stdout).trim()) * 1024;
+/**
+ * `deno serve --parallel` with `DENO_JOBS=jobs`, serving the peer module; it
+ * says where it listens on stderr ("deno serve: Listening on …").
+ */
+function startDenoServe(jobs: number): Promise<Server> {
+  return spawnServer("deno", [
+    "serve",
+    "--parallel",
+    `--allow-read=${folder}`,
+    "--host=127.0.0.1",
+    "--port=0",
+    PEER.href,
+  ], { env: { DENO_JOBS: String(jobs) } });
 }
 
 /** Requests per second of /, a new connection each, from wrk on one thread. */

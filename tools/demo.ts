@@ -13,8 +13,8 @@
  * @module
  */
 
-import { send } from "./clients.ts";
-import { startServerProcess } from "./server_process.ts";
+import { send } from "../tests/clients.ts";
+import { startServerProcess } from "../tests/server_process.ts";
 
 interface Scenario {
   mode: "serial" | "concurrent" | "parallel";

@@ -11,26 +11,27 @@ import {
   assertNotMatch,
   assertStringIncludes,
 } from "@std/assert";
-import { DEFAULTS, parseCommandLine } from "./main.ts";
+import { DEFAULTS, parseCommandLine } from "../main.ts";
 import {
-  delay,
+  denoRunArgs,
   folder,
-  hello,
   mainCommand,
-  type MainProcess,
   noSignals,
-  runMainArgs,
-  spawnMain,
-  withDeadline,
-} from "./tools/testing.ts";
+  type ServerProcess,
+  startServerProcess,
+} from "./server_process.ts";
+import { hello } from "./testing.ts";
+import { waitFor, withDeadline } from "./waiting.ts";
 
 const decoder = new TextDecoder();
 
-Deno.test("parseCommandLine() takes the mode and flags, with defaults for the rest", () => {
-  assertEquals(parseCommandLine([]), {
-    ...DEFAULTS,
-    mode: "concurrent",
-    help: false,
+Deno.test("parseCommandLine() takes the mode and flags, with defaults for the rest", async (t) => {
+  await t.step("nothing: the defaults, in concurrent mode", () => {
+    assertEquals(parseCommandLine([]), {
+      ...DEFAULTS,
+      mode: "concurrent",
+      help: false,
+    });
   });
   const expected = {
     mode: "concurrent",
@@ -47,62 +48,52 @@ Deno.test("parseCommandLine() takes the mode and flags, with defaults for the re
     trace: false,
     help: false,
   };
-  assertEquals(
-    parseCommandLine([
-      "concurrent",
-      "--port=0",
-      "--hostname=::1",
-      "--sleep-ms=250",
-      "--head-timeout-ms=100",
-      "--send-timeout-ms=200",
-      "--grace-ms=0",
-      "--max-head-bytes=1024",
-      "--max-in-flight=3",
-      "--quiet",
-    ]),
-    expected,
-  );
-  // The same with a space instead of "=", and the address in brackets.
-  assertEquals(
-    parseCommandLine([
-      "--port",
-      "0",
-      "--hostname",
-      "[::1]",
-      "--sleep-ms",
-      "250",
-      "--head-timeout-ms",
-      "100",
-      "--send-timeout-ms",
-      "200",
-      "--grace-ms",
-      "0",
-      "--max-head-bytes",
-      "1024",
-      "--max-in-flight",
-      "3",
-      "--quiet",
-      "concurrent",
-    ]),
-    expected,
-  );
-  assertEquals(parseCommandLine(["-h"]).help, true);
-  // --max-in-flight holds for each worker in parallel mode.
-  const parallel = parseCommandLine([
-    "parallel",
-    "--workers=3",
-    "--max-in-flight=2",
-  ]);
-  assertEquals([parallel.mode, parallel.workers, parallel.maxInFlight], [
-    "parallel",
-    3,
-    2,
-  ]);
+  const withValues: [string, string][] = [
+    ["--port", "0"],
+    ["--hostname", "::1"],
+    ["--sleep-ms", "250"],
+    ["--head-timeout-ms", "100"],
+    ["--send-timeout-ms", "200"],
+    ["--grace-ms", "0"],
+    ["--max-head-bytes", "1024"],
+    ["--max-in-flight", "3"],
+  ];
+  await t.step("each flag with =, the mode first", () => {
+    const args = withValues.map(([flag, value]) => `${flag}=${value}`);
+    assertEquals(
+      parseCommandLine(["concurrent", ...args, "--quiet"]),
+      expected,
+    );
+  });
+  await t.step("each flag with a space, the address in brackets", () => {
+    const args = withValues.flatMap(([flag, value]) =>
+      flag === "--hostname" ? [flag, `[${value}]`] : [flag, value]
+    );
+    assertEquals(
+      parseCommandLine([...args, "--quiet", "concurrent"]),
+      expected,
+    );
+  });
+  await t.step("-h", () => {
+    assertEquals(parseCommandLine(["-h"]).help, true);
+  });
+  await t.step("--max-in-flight for each worker in parallel mode", () => {
+    const parallel = parseCommandLine([
+      "parallel",
+      "--workers=3",
+      "--max-in-flight=2",
+    ]);
+    assertEquals([parallel.mode, parallel.workers, parallel.maxInFlight], [
+      "parallel",
+      3,
+      2,
+    ]);
+  });
 });
 
 Deno.test(
   "main.ts rejects a mistake on the command line with one line, a pointer to --help and exit code 2",
-  withDeadline(async () => {
+  withDeadline(async (t) => {
     for (
       const [args, message] of [
         [["threaded"], 'Unknown mode "threaded"'],
@@ -142,19 +133,20 @@ Deno.test(
           ["parallel", "--workers=0"],
           "--workers must be a whole number from 1 to 1024, not 0",
         ],
-      ]
+      ] as [string[], string][]
     ) {
-      const { code, stdout, stderr } = await mainCommand(args as string[])
-        .output();
-      assertEquals(code, 2, String(args));
-      assertEquals(decoder.decode(stdout), "");
-      const lines = decoder.decode(stderr).trimEnd().split("\n");
-      assertEquals(lines.length, 2, lines.join("\n"));
-      assertEquals(lines[0], `error: ${message}`);
-      assertEquals(
-        lines[1],
-        "Usage: main.ts [serial|concurrent|parallel] [options]; see --help",
-      );
+      await t.step(args.join(" "), async () => {
+        const { code, stdout, stderr } = await mainCommand(args).output();
+        assertEquals(code, 2);
+        assertEquals(decoder.decode(stdout), "");
+        const lines = decoder.decode(stderr).trimEnd().split("\n");
+        assertEquals(lines.length, 2, lines.join("\n"));
+        assertEquals(lines[0], `error: ${message}`);
+        assertEquals(
+          lines[1],
+          "Usage: main.ts [serial|concurrent|parallel] [options]; see --help",
+        );
+      });
     }
   }),
 );
@@ -179,53 +171,55 @@ Deno.test(
 
 Deno.test(
   "main.ts --help prints every option with its meaning and default, and exits 0",
-  withDeadline(async () => {
+  withDeadline(async (t) => {
     for (const flag of ["--help", "-h"]) {
-      const { code, stdout, stderr } = await mainCommand([flag]).output();
-      assertEquals(code, 0);
-      assertEquals(decoder.decode(stderr), "");
-      const help = decoder.decode(stdout);
-      assertMatch(
-        help,
-        /^Usage: main\.ts \[serial\|concurrent\|parallel\] \[options\]\n/,
-      );
-      const withDefaults = [
-        ["--port N", DEFAULTS.port],
-        ["--hostname H", DEFAULTS.hostname],
-        ["--sleep-ms N", DEFAULTS.sleepMs],
-        ["--head-timeout-ms N", DEFAULTS.headTimeoutMs],
-        ["--send-timeout-ms N", DEFAULTS.sendTimeoutMs],
-        ["--grace-ms N", DEFAULTS.graceMs],
-        ["--max-head-bytes N", DEFAULTS.maxHeadBytes],
-        ["--max-in-flight N", "no limit"],
-        ["--workers N", DEFAULTS.workers],
-      ] as const;
-      for (const [option, value] of withDefaults) {
+      await t.step(flag, async () => {
+        const { code, stdout, stderr } = await mainCommand([flag]).output();
+        assertEquals(code, 0);
+        assertEquals(decoder.decode(stderr), "");
+        const help = decoder.decode(stdout);
         assertMatch(
           help,
-          new RegExp(`\n  ${option} .*\\(default:? ${value}\\)`),
+          /^Usage: main\.ts \[serial\|concurrent\|parallel\] \[options\]\n/,
         );
-      }
-      assertMatch(help, /\n {2}--quiet {2,}\S/);
-      assertMatch(help, /\n {2}--trace {2,}\S/);
-      assertMatch(help, /\n {2}-h, --help {2,}\S/);
-      // Those are all the options it lists, each once: none is left out here.
-      const listed = help.split("\n").filter((line) => /^ {2}-/.test(line))
-        .map((line) => line.trim().split(/ {2,}/)[0]);
-      assertEquals(
-        listed.toSorted(),
-        [
-          ...withDefaults.map(([option]) => option),
-          "--quiet",
-          "--trace",
-          "-h, --help",
-        ]
-          .toSorted(),
-      );
-      assertMatch(help, /\nExamples:\n {2}deno run /);
-      // Quoted: zsh would take [::1] for a pattern of file names.
-      assertStringIncludes(help, "deno run '--allow-net=[::1]' ");
-      assertNotMatch(help, / --allow-net=\[/);
+        const withDefaults = [
+          ["--port N", DEFAULTS.port],
+          ["--hostname H", DEFAULTS.hostname],
+          ["--sleep-ms N", DEFAULTS.sleepMs],
+          ["--head-timeout-ms N", DEFAULTS.headTimeoutMs],
+          ["--send-timeout-ms N", DEFAULTS.sendTimeoutMs],
+          ["--grace-ms N", DEFAULTS.graceMs],
+          ["--max-head-bytes N", DEFAULTS.maxHeadBytes],
+          ["--max-in-flight N", "no limit"],
+          ["--workers N", DEFAULTS.workers],
+        ] as const;
+        for (const [option, value] of withDefaults) {
+          assertMatch(
+            help,
+            new RegExp(`\n  ${option} .*\\(default:? ${value}\\)`),
+          );
+        }
+        assertMatch(help, /\n {2}--quiet {2,}\S/);
+        assertMatch(help, /\n {2}--trace {2,}\S/);
+        assertMatch(help, /\n {2}-h, --help {2,}\S/);
+        // Those are all the options it lists, each once: none is left out here.
+        const listed = help.split("\n").filter((line) => /^ {2}-/.test(line))
+          .map((line) => line.trim().split(/ {2,}/)[0]);
+        assertEquals(
+          listed.toSorted(),
+          [
+            ...withDefaults.map(([option]) => option),
+            "--quiet",
+            "--trace",
+            "-h, --help",
+          ]
+            .toSorted(),
+        );
+        assertMatch(help, /\nExamples:\n {2}deno run /);
+        // Quoted: zsh would take [::1] for a pattern of file names.
+        assertStringIncludes(help, "deno run '--allow-net=[::1]' ");
+        assertNotMatch(help, / --allow-net=\[/);
+      });
     }
   }),
 );
@@ -263,7 +257,7 @@ Deno.test(
 
 Deno.test(
   "main.ts reports an address it cannot listen on in one line, no stack trace, and exits 1",
-  withDeadline(async () => {
+  withDeadline(async (t) => {
     for (
       const [hostname, reason] of [
         ["nonexistent.invalid", /failed to lookup address/],
@@ -271,16 +265,18 @@ Deno.test(
         ["127.0.0.1:8080", /invalid host/],
       ] as const
     ) {
-      const { code, stdout, stderr } = await mainCommand(
-        [`--hostname=${hostname}`, "--port=0"],
-        { allowNet: hostname },
-      ).output();
-      assertEquals(code, 1, hostname);
-      assertEquals(decoder.decode(stdout), "");
-      const lines = decoder.decode(stderr).trimEnd().split("\n");
-      assertEquals(lines.length, 1, lines.join("\n"));
-      assert(lines[0].startsWith(`error: Cannot listen on `), lines[0]);
-      assertMatch(lines[0], reason);
+      await t.step(hostname, async () => {
+        const { code, stdout, stderr } = await mainCommand(
+          [`--hostname=${hostname}`, "--port=0"],
+          { allowNet: hostname },
+        ).output();
+        assertEquals(code, 1);
+        assertEquals(decoder.decode(stdout), "");
+        const lines = decoder.decode(stderr).trimEnd().split("\n");
+        assertEquals(lines.length, 1, lines.join("\n"));
+        assert(lines[0].startsWith(`error: Cannot listen on `), lines[0]);
+        assertMatch(lines[0], reason);
+      });
     }
   }),
 );
@@ -290,55 +286,59 @@ Deno.test({
     "main.ts listens on IPv6 with --hostname=::1 or [::1], and names the flag when it has no permission",
   // It stops main.ts with SIGTERM and expects exit code 0.
   ignore: noSignals,
-  fn: withDeadline(async () => {
+  fn: withDeadline(async (t) => {
     for (const hostname of ["::1", "[::1]"]) {
-      const main = await spawnMain([`--hostname=${hostname}`, "--port=0"], {
-        allowNet: "[::1]",
-      });
-      let body;
-      try {
-        assert(main.url?.startsWith("http://[::1]:"), main.firstLine);
-        body = await (await fetch(main.url!)).text();
-      } finally {
+      await t.step(`--hostname=${hostname}`, async () => {
+        await using main = await startServerProcess(
+          [`--hostname=${hostname}`],
+          { allowNet: "[::1]" },
+        );
+        assert(main.url.startsWith("http://[::1]:"), main.listeningLine);
+        assertEquals(await (await fetch(main.url)).text(), hello);
         main.kill("SIGTERM");
-      }
-      assertEquals(body, hello);
-      assertEquals((await main.exited()).code, 0);
+        assertEquals((await main.exited()).code, 0);
+      });
     }
-    const { code, stderr } = await mainCommand(["--hostname=::1", "--port=0"])
-      .output();
-    assertEquals(code, 1);
-    assertEquals(
-      decoder.decode(stderr),
-      // Quoted: zsh would take [::1] for a pattern of file names.
-      `error: No permission to listen on [::1]:0; run: deno run '--allow-net=[::1]' --allow-read=${folder} main.ts --hostname=::1 --port=0\n`,
-    );
+    await t.step("no permission for [::1]", async () => {
+      const { code, stderr } = await mainCommand([
+        "--hostname=::1",
+        "--port=0",
+      ]).output();
+      assertEquals(code, 1);
+      assertEquals(
+        decoder.decode(stderr),
+        // Quoted: zsh would take [::1] for a pattern of file names.
+        `error: No permission to listen on [::1]:0; run: deno run '--allow-net=[::1]' --allow-read=${folder} main.ts --hostname=::1 --port=0\n`,
+      );
+    });
   }),
 });
 
 Deno.test(
   "main.ts without network permission names the command that works, with the user's own read permission",
-  withDeadline(async () => {
+  withDeadline(async (t) => {
     for (const allowRead of ["--allow-read=.", "--allow-read"]) {
-      const { code, stdout, stderr } = await new Deno.Command("deno", {
-        args: [
-          "run",
-          "--no-config",
-          allowRead,
-          "main.ts",
-          "serial",
-          "--port=0",
-        ],
-        cwd: folder,
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      assertEquals(code, 1);
-      assertEquals(decoder.decode(stdout), "");
-      assertEquals(
-        decoder.decode(stderr),
-        `error: No permission to listen on 127.0.0.1:0; run: deno run --allow-net=127.0.0.1 ${allowRead} main.ts serial --port=0\n`,
-      );
+      await t.step(allowRead, async () => {
+        const { code, stdout, stderr } = await new Deno.Command("deno", {
+          args: [
+            "run",
+            "--no-config",
+            allowRead,
+            "main.ts",
+            "serial",
+            "--port=0",
+          ],
+          cwd: folder,
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assertEquals(code, 1);
+        assertEquals(decoder.decode(stdout), "");
+        assertEquals(
+          decoder.decode(stderr),
+          `error: No permission to listen on 127.0.0.1:0; run: deno run --allow-net=127.0.0.1 ${allowRead} main.ts serial --port=0\n`,
+        );
+      });
     }
   }),
 );
@@ -348,16 +348,10 @@ Deno.test({
     "main.ts runs without deno.json from another folder, serves, and exits 0 on SIGTERM",
   ignore: noSignals,
   fn: withDeadline(async () => {
-    const main = await spawnMain(["serial", "--port=0"]);
-    let body;
-    try {
-      assert(main.url, `No "Listening on" line in: ${main.firstLine}`);
-      assertEquals(main.mode, "serial");
-      body = await (await fetch(main.url)).text();
-    } finally {
-      main.kill("SIGTERM");
-    }
-    assertEquals(body, hello);
+    await using main = await startServerProcess(["serial"]);
+    assertEquals(main.mode, "serial");
+    assertEquals(await (await fetch(main.url)).text(), hello);
+    main.kill("SIGTERM");
     const { code, output, stderr } = await main.exited();
     assertEquals(code, 0, stderr);
     assertEquals(stderr, "");
@@ -370,13 +364,12 @@ Deno.test(
   "main.ts logs the local time of day",
   withDeadline(async () => {
     // UTC+14 all year, so the local hour can never pass for the UTC one.
-    const main = await spawnMain(["--port=0"], { env: { TZ: "Etc/GMT-14" } });
+    await using main = await startServerProcess([], {
+      env: { TZ: "Etc/GMT-14" },
+    });
     const before = new Date().getUTCHours();
-    try {
-      await (await fetch(main.url!)).text();
-    } finally {
-      main.kill("SIGTERM");
-    }
+    await (await fetch(main.url)).text();
+    main.kill("SIGTERM");
     const after = new Date().getUTCHours();
     const { output } = await main.exited();
     const hour = Number(
@@ -400,7 +393,7 @@ Deno.test({
         "-c",
         'exec deno "$@" > /dev/full',
         "sh",
-        ...runMainArgs([`--port=${port}`]),
+        ...denoRunArgs([`--port=${port}`]),
       ],
       cwd: folder,
       stdout: "null",
@@ -408,7 +401,8 @@ Deno.test({
     }).spawn();
     let status = 0;
     try {
-      status = await answersOn(port);
+      // It cannot say that it listens: its answer says so.
+      status = await waitFor(() => statusOf(port), `an answer on ${port}`);
     } finally {
       child.kill("SIGTERM");
     }
@@ -425,45 +419,48 @@ function freePort(): number {
   return listener.addr.port;
 }
 
-/** Asks for / until the server answers, and returns the status. */
-async function answersOn(port: number): Promise<number> {
-  for (let attempt = 0;; attempt++) {
-    try {
-      const response = await fetch(`http://127.0.0.1:${port}/`);
-      await response.body?.cancel();
-      return response.status;
-    } catch (error) {
-      if (attempt === 300) throw error;
-      await delay(100);
-    }
+/** The status of the answer to /, or undefined while nothing answers. */
+async function statusOf(port: number): Promise<number | undefined> {
+  try {
+    const response = await fetch(`http://127.0.0.1:${port}/`);
+    await response.body?.cancel();
+    return response.status;
+  } catch (error) {
+    if (error instanceof TypeError) return undefined; // connection refused
+    throw error;
   }
 }
 
-Deno.test("the README's options table lists every option of --help, with its default", async () => {
-  const readme = await Deno.readTextFile(new URL("README.md", import.meta.url));
-  const rows = new Map(
-    [...readme.matchAll(/^\| `(--[\w-]+)[^`]*` +\| ([^|]*?) +\|/gm)]
-      .map(([, flag, byDefault]) => [flag, byDefault]),
-  );
-  const { stdout } = await mainCommand(["--help"]).output();
-  const flags = decoder.decode(stdout).split("\n")
-    .map((line) => /^ {2}(--[\w-]+)/.exec(line)?.[1])
-    .filter((flag) => flag !== undefined);
-  assertEquals([...rows.keys()].toSorted(), flags.toSorted());
-  const named = (flag: string) =>
-    flag.slice(2).replace(/-(.)/g, (_, c) => c.toUpperCase());
-  for (const flag of flags) {
-    const value = DEFAULTS[named(flag) as keyof typeof DEFAULTS];
-    const expected = typeof value === "boolean"
-      ? ""
-      : value === Infinity
-      ? "no limit"
-      : flag === "--workers"
-      ? "one per CPU"
-      : `\`${value}\``;
-    assertEquals(rows.get(flag), expected, flag);
-  }
-});
+Deno.test(
+  "the README's options table lists every option of --help, with its default",
+  withDeadline(async () => {
+    const readme = await Deno.readTextFile(
+      new URL("../README.md", import.meta.url),
+    );
+    const rows = new Map(
+      [...readme.matchAll(/^\| `(--[\w-]+)[^`]*` +\| ([^|]*?) +\|/gm)]
+        .map(([, flag, byDefault]) => [flag, byDefault]),
+    );
+    const { stdout } = await mainCommand(["--help"]).output();
+    const flags = decoder.decode(stdout).split("\n")
+      .map((line) => /^ {2}(--[\w-]+)/.exec(line)?.[1])
+      .filter((flag) => flag !== undefined);
+    assertEquals([...rows.keys()].toSorted(), flags.toSorted());
+    const named = (flag: string) =>
+      flag.slice(2).replace(/-(.)/g, (_, c) => c.toUpperCase());
+    for (const flag of flags) {
+      const value = DEFAULTS[named(flag) as keyof typeof DEFAULTS];
+      const expected = typeof value === "boolean"
+        ? ""
+        : value === Infinity
+        ? "no limit"
+        : flag === "--workers"
+        ? "one per CPU"
+        : `\`${value}\``;
+      assertEquals(rows.get(flag), expected, flag);
+    }
+  }),
+);
 
 // ---------------------------------------------------------------------------
 // Run as Deno users run a script: from a URL, from a copy, as ./main.ts
@@ -491,11 +488,11 @@ function serveFolder(missing: string[] = []) {
 
 /** Checks the status of each path `server` answers, then stops it: exit 0. */
 async function answersThenStops(
-  server: MainProcess,
+  server: ServerProcess,
   expected: [path: string, status: number][],
 ) {
   for (const [path, status] of expected) {
-    const response = await fetch(`${server.url}${path.slice(1)}`);
+    const response = await fetch(new URL(path, server.url));
     await response.body?.cancel();
     assertEquals(response.status, status, path);
   }
@@ -511,15 +508,15 @@ for (const mode of ["serial", "concurrent", "parallel"]) {
     ignore: mode === "parallel" && Deno.build.os !== "linux",
     fn: withDeadline(async () => {
       await using files = serveFolder();
-      const main = `http://127.0.0.1:${files.addr.port}/main.ts`;
+      const script = `http://127.0.0.1:${files.addr.port}/main.ts`;
       const parallel = mode === "parallel";
-      const args = [mode, "--port=0", ...(parallel ? ["--workers=2"] : [])];
-      const server = await spawnMain(args, {
-        main,
+      const args = [mode, ...(parallel ? ["--workers=2"] : [])];
+      await using server = await startServerProcess(args, {
+        script,
         allowRead: "",
-        unstableNet: parallel,
+        denoFlags: parallel ? ["--unstable-net"] : [],
       });
-      assertEquals(server.mode, mode, server.firstLine);
+      assertEquals(server.mode, mode, server.listeningLine);
       await answersThenStops(server, [["/", 200], ["/lab", 200], ["/x", 404]]);
     }),
   });
@@ -531,7 +528,7 @@ Deno.test(
     await using files = serveFolder(["404.html"]);
     const origin = `http://127.0.0.1:${files.addr.port}`;
     const { code, stdout, stderr } = await mainCommand(["--port=0"], {
-      main: `${origin}/main.ts`,
+      script: `${origin}/main.ts`,
       allowRead: "",
     }).output();
     assertEquals(code, 1);
@@ -553,13 +550,15 @@ Deno.test(
       for (const file of ["main.ts", "hello.html", "404.html"]) {
         await Deno.copyFile(`${folder}/${file}`, `${copy}/${file}`);
       }
-      const server = await spawnMain(["serial", "--port=0"], {
-        main: new URL(`file://${copy}/main.ts`).href,
+      await using server = await startServerProcess(["serial"], {
+        script: new URL(`file://${copy}/main.ts`).href,
         allowRead: copy,
       });
-      assertStringIncludes(
-        server.firstLine,
-        "(serial); lab.html or lab.js was not found, so the lab is off\n",
+      assert(
+        server.listeningLine.endsWith(
+          "(serial); lab.html or lab.js was not found, so the lab is off",
+        ),
+        server.listeningLine,
       );
       const lab404s: [string, number][] = [["/lab", 404], ["/lab.js", 404]];
       await answersThenStops(server, [["/", 200], ...lab404s]);

@@ -1,8 +1,8 @@
 /**
  * What the tests of main.ts share: the responses they expect, an in-memory
- * connection for `handle()`, a server on a free port for `serve()`, main.ts
- * as a process of its own, and a deadline for every test that talks to a
- * server.
+ * connection for `handle()` and `serve()` on a free port of this process.
+ * Servers run as processes of their own come from server_process.ts, the
+ * raw clients from clients.ts, the deadline and the waits from waiting.ts.
  *
  * @module
  */
@@ -18,60 +18,10 @@ import {
   serve,
   type ServeOptions,
 } from "../main.ts";
-import {
-  type Address,
-  readResponse as readResponseTimed,
-  readToEnd as readToEndTimed,
-  send as sendTimed,
-} from "./clients.ts";
+import { type Address, send } from "./clients.ts";
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
-
-// ---------------------------------------------------------------------------
-// A deadline for each test
-
-/** How long a test that talks to a server may take, unless it says. */
-export const DEADLINE_MS = 60_000;
-
-/**
- * Wraps a test's body so that it fails with "Test did not finish within
- * `ms` ms" instead of stalling the run when a server or client hangs. The
- * timer is cleared however the body ends, so Deno's sanitizers stay on.
- * The deadline is generous: it catches hangs, not slowness.
- */
-export function withDeadline(
-  fn: (t: Deno.TestContext) => void | Promise<void>,
-  ms: number = DEADLINE_MS,
-): (t: Deno.TestContext) => Promise<void> {
-  return async (t) => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`Test did not finish within ${ms} ms`)),
-        ms,
-      );
-    });
-    try {
-      await Promise.race([fn(t), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
-  };
-}
-
-/**
- * Whether this system lacks the Unix signals that stop main.ts gracefully.
- * On Windows, Deno listens only for Ctrl-C and Ctrl-Break, and a signal sent
- * to a process ends it at once, so no graceful stop can be seen: tests that
- * signal main.ts and check how it stopped are ignored there.
- */
-export const noSignals: boolean = Deno.build.os === "windows";
-
-/** Resolves after `ms` milliseconds. */
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 // ---------------------------------------------------------------------------
 // What the server must send
@@ -117,12 +67,34 @@ export function statusPage(status: string, extraHeaders = ""): string {
 }
 
 /**
- * A response without its Server-Timing field, whose time differs each
+ * A response without its Server-Timing field, whose times differ each
  * time: the tests compare the rest to the letter, and those headed
- * "Server-Timing" check the field itself.
+ * "Server-Timing" check the field itself ({@linkcode serverTimingOf}).
  */
 export function untimed(response: string): string {
   return response.replace(/^Server-Timing: [^\r\n]*\r\n/m, "");
+}
+
+/**
+ * The metrics of a response's Server-Timing field, by name, each with its
+ * parameters: `mode;desc=serial, handle;dur=2.0` gives
+ * `{ mode: { desc: "serial" }, handle: { dur: "2.0" } }`. Undefined without
+ * the field.
+ */
+export function serverTimingOf(
+  response: string,
+): Record<string, Record<string, string>> | undefined {
+  const field = /^Server-Timing: ([^\r\n]*)\r\n/m.exec(response)?.[1];
+  if (field === undefined) return undefined;
+  return Object.fromEntries(
+    field.split(/, */).map((metric) => {
+      const [name, ...parameters] = metric.split(";");
+      return [
+        name,
+        Object.fromEntries(parameters.map((p) => p.split("=", 2))),
+      ];
+    }),
+  );
 }
 
 /** A GET request for `path`, with a Host. */
@@ -133,23 +105,16 @@ export function get(path: string): string {
 // ---------------------------------------------------------------------------
 // Clients
 
-/** As {@linkcode sendTimed} in clients.ts, the response {@linkcode untimed}. */
-export async function send(
+/**
+ * As send() in clients.ts, which resolves once the request is written, but
+ * the response comes {@linkcode untimed}: ready to compare to the letter.
+ */
+export async function sendUntimed(
   addr: Address,
   request: string,
 ): Promise<{ response: Promise<string> }> {
-  const { response } = await sendTimed(addr, request);
+  const { response } = await send(addr, request);
   return { response: response.then(untimed) };
-}
-
-/** As readResponse() in clients.ts, the response {@linkcode untimed}. */
-export function readResponse(conn: Deno.Conn): Promise<string> {
-  return readResponseTimed(conn).then(untimed);
-}
-
-/** As readToEnd() in clients.ts, the response {@linkcode untimed}. */
-export function readToEnd(conn: Deno.Conn): Promise<string> {
-  return readToEndTimed(conn).then(untimed);
 }
 
 /** Throws unless a connection to `addr` is refused: nothing listens. */
@@ -207,6 +172,11 @@ export class MemoryConn implements Connection {
     this.#writeSize = writeSize;
     this.#endOfInput = endOfInput;
     this.#failWrites = failWrites;
+  }
+
+  /** How many bytes of the request the server has not read yet. */
+  get unread(): number {
+    return this.#input.byteLength - this.#offset;
   }
 
   /** Reads the next few bytes of the request. */
@@ -289,14 +259,19 @@ export async function handleInMemory(
 // ---------------------------------------------------------------------------
 // serve() on a free port
 
-/** A server started by {@linkcode startServer}. */
+/** A server started by {@linkcode serveOnFreePort}. */
 export interface TestServer extends AsyncDisposable {
   /** Where it listens, on 127.0.0.1. */
   readonly addr: Address;
-  /** Its address as a URL, without the final slash. */
+  /** Its address as a URL, with the final slash. */
   readonly url: string;
   /** Every line it logged so far. */
   readonly logs: string[];
+  /**
+   * With `recordReads`, what the server has read so far from each of its
+   * connections, in the order it accepted them.
+   */
+  readonly received: string[];
   /** Aborts its stop signal and waits for serve() to resolve. */
   stop(): Promise<void>;
 }
@@ -305,25 +280,32 @@ export interface TestServer extends AsyncDisposable {
  * serve() in `mode` on a free port of 127.0.0.1, with short limits (a
  * 500 ms sleep, a 2 s head timeout, a 5 s grace period) and the
  * `overrides`; stopped and awaited when disposed. Only serve()'s own
- * options may be given.
+ * options may be given. With `recordReads`, serve() gets the listener
+ * through {@linkcode recordingReads}, for a test that must know what the
+ * server has read and cannot turn `trace` on to learn it.
  */
-export function startServer(
+export function serveOnFreePort(
   mode: Mode,
   overrides: Partial<ServeOptions> = {},
+  { recordReads = false } = {},
 ): TestServer {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const controller = new AbortController();
   const logs: string[] = [];
-  const served = serve(listener, {
-    pages,
-    mode,
-    sleepMs: 500,
-    headTimeoutMs: 2000,
-    graceMs: 5000,
-    log: (line) => logs.push(line),
-    stop: controller.signal,
-    ...overrides,
-  });
+  const received: string[] = [];
+  const served = serve(
+    recordReads ? recordingReads(listener, received) : listener,
+    {
+      pages,
+      mode,
+      sleepMs: 500,
+      headTimeoutMs: 2000,
+      graceMs: 5000,
+      log: (line) => logs.push(line),
+      stop: controller.signal,
+      ...overrides,
+    },
+  );
   const addr = { hostname: "127.0.0.1", port: listener.addr.port };
   const stop = async () => {
     controller.abort();
@@ -331,125 +313,50 @@ export function startServer(
   };
   return {
     addr,
-    url: `http://${addr.hostname}:${addr.port}`,
+    url: `http://${addr.hostname}:${addr.port}/`,
     logs,
+    received,
     stop,
     [Symbol.asyncDispose]: stop,
   };
 }
 
-// ---------------------------------------------------------------------------
-// main.ts as a process
-
-/** The project folder, where main.ts, deno.json and the pages are. */
-export const folder: string = Deno.realPathSync(
-  new URL("../", import.meta.url),
-);
-const mainUrl = new URL("../main.ts", import.meta.url).href;
-
 /**
- * `deno` arguments that run main.ts with `args` and no deno.json; an empty
- * `allowRead` gives no read permission at all.
+ * `listener` as it is, but each connection it accepts adds to `received`
+ * the text the server reads from it: one string a connection, in the order
+ * accepted. Everything else goes to the real listener and connections.
  */
-export function runMainArgs(
-  args: string[],
-  allowNet = "127.0.0.1",
-  { allowRead = folder, unstableNet = false, main = mainUrl } = {},
-): string[] {
-  return [
-    "run",
-    "--no-config",
-    ...(unstableNet ? ["--unstable-net"] : []),
-    `--allow-net=${allowNet}`,
-    ...(allowRead ? [`--allow-read=${allowRead}`] : []),
-    // A module served over HTTP is fetched anew, not taken from the cache.
-    ...(main.startsWith("http") ? [`--reload=${new URL("/", main)}`] : []),
-    main,
-    ...args,
-  ];
-}
-
-/** How {@linkcode mainCommand} runs main.ts. */
-export interface MainOptions {
-  /** What `--allow-net` allows; 127.0.0.1 unless given. */
-  allowNet?: string;
-  /** The environment, on top of this process's. */
-  env?: Record<string, string>;
-  /** What `--allow-read` allows; the project folder unless given. */
-  allowRead?: string;
-  /** Whether to add `--unstable-net`, which parallel mode needs. */
-  unstableNet?: boolean;
-  /** The URL of the main.ts to run; the project's unless given. */
-  main?: string;
-}
-
-/**
- * `deno run main.ts` as a person runs it, but without deno.json and from
- * another working directory, as after copying main.ts and the pages away.
- * Its stdout and stderr are piped.
- */
-export function mainCommand(
-  args: string[],
-  { allowNet = "127.0.0.1", env = {}, ...flags }: MainOptions = {},
-): Deno.Command {
-  // "deno" from PATH, not Deno.execPath(): the test task may run only that.
-  return new Deno.Command("deno", {
-    args: runMainArgs(args, allowNet, flags),
-    cwd: new URL("../../", import.meta.url),
-    env,
-    stdout: "piped",
-    stderr: "piped",
+function recordingReads(
+  listener: Deno.Listener,
+  received: string[],
+): Deno.Listener {
+  const recording = (conn: Deno.Conn) => {
+    const index = received.push("") - 1;
+    const read = async (buffer: Uint8Array) => {
+      const n = await conn.read(buffer);
+      if (n) received[index] += decoder.decode(buffer.subarray(0, n));
+      return n;
+    };
+    return forwarding(conn, { read });
+  };
+  const accept = async () => recording(await listener.accept());
+  async function* connections() {
+    for await (const conn of listener) yield recording(conn);
+  }
+  return forwarding(listener, {
+    accept,
+    [Symbol.asyncIterator]: connections,
   });
 }
 
-/** main.ts running, as {@linkcode spawnMain} started it. */
-export interface MainProcess {
-  /** The URL of its "Listening on" line, if it printed one. */
-  readonly url: string | undefined;
-  /** The port in that line (NaN without one). */
-  readonly port: number;
-  /** The mode in that line, such as "serial". */
-  readonly mode: string | undefined;
-  /** Its first line, with the line end. */
-  readonly firstLine: string;
-  /** Sends it `signal`. */
-  kill(signal: Deno.Signal): void;
-  /** Once it exits: its exit code, everything it printed, and its stderr. */
-  exited(): Promise<{ code: number; output: string; stderr: string }>;
-}
-
-/**
- * Spawns main.ts as {@linkcode mainCommand} does and waits for its first
- * line.
- */
-export async function spawnMain(
-  args: string[],
-  options?: MainOptions,
-): Promise<MainProcess> {
-  const child = mainCommand(args, options).spawn();
-  const stdout = child.stdout.pipeThrough(new TextDecoderStream()).values();
-  let output = "";
-  while (!output.includes("\n")) {
-    const { value, done } = await stdout.next();
-    if (done) break;
-    output += value;
-  }
-  const match =
-    /^Listening on (http:\/\/([^/]+):(\d+)\/) \((\w+)[^)]*\)[^\n]*\n/
-      .exec(output);
-  return {
-    url: match?.[1],
-    port: Number(match?.[3]),
-    mode: match?.[4],
-    firstLine: output,
-    kill: (signal: Deno.Signal) => child.kill(signal),
-    async exited() {
-      for await (const chunk of stdout) output += chunk;
-      const [status, stderr] = await Promise.all([
-        child.status,
-        new Response(child.stderr).text(),
-      ]);
-      return { code: status.code, output, stderr };
+/** `target`, but for the members in `replaced`. */
+function forwarding<T extends object>(target: T, replaced: Partial<T>): T {
+  return new Proxy(target, {
+    get(_, key) {
+      if (key in replaced) return replaced[key as keyof T];
+      const value = Reflect.get(target, key, target);
+      // Its own methods, with their private fields, on the real object.
+      return typeof value === "function" ? value.bind(target) : value;
     },
-  };
+  });
 }

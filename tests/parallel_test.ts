@@ -10,19 +10,23 @@ import {
   assertMatch,
   assertNotMatch,
 } from "@std/assert";
-import { type Address, send as sendTimed } from "./tools/clients.ts";
+import { delay } from "@std/async";
+import { type Address, send } from "./clients.ts";
+import {
+  folder,
+  mainCommand,
+  type ServerProcess,
+  startServerProcess,
+} from "./server_process.ts";
 import {
   assertRefused,
-  delay,
-  folder,
   get,
-  mainCommand,
   OK_HELLO,
-  send,
-  spawnMain,
+  sendUntimed,
+  serverTimingOf,
   statusPage,
-  withDeadline,
-} from "./tools/testing.ts";
+} from "./testing.ts";
+import { waitFor, withDeadline } from "./waiting.ts";
 
 const decoder = new TextDecoder();
 
@@ -33,48 +37,61 @@ const decoder = new TextDecoder();
  */
 const ignore = Deno.build.os !== "linux";
 
-/** Spawns main.ts in parallel mode with two workers, whatever the CPUs. */
-function spawnParallel(args: string[]) {
-  return spawnMain(["parallel", "--workers=2", "--port=0", ...args], {
-    unstableNet: true,
+/** Starts main.ts in parallel mode, two workers unless `args` say. */
+function startParallel(args: string[]) {
+  return startServerProcess(["parallel", "--workers=2", ...args], {
+    denoFlags: ["--unstable-net"],
   });
 }
 
 /** `count` requests for `path` at once, each on a connection of its own. */
 async function sendMany(addr: Address, path: string, count: number) {
   const sent = await Promise.all(
-    Array.from({ length: count }, () => send(addr, get(path))),
+    Array.from({ length: count }, () => sendUntimed(addr, get(path))),
   );
   return sent.map(({ response }) => response);
+}
+
+/** Waits until `server`, run with --trace, has read `count` heads of `path`. */
+function headsRead(server: ServerProcess, path: string, count: number) {
+  const head = new RegExp(` #\\d+ head: GET ${path}$`);
+  return waitFor(
+    () => server.lines.filter((line) => head.test(line)).length >= count,
+    `${count} heads of ${path} read`,
+  );
 }
 
 Deno.test({
   name:
     "main.ts parallel says in one line what to add when --unstable-net is missing or it cannot read main.ts, and exits 1",
   ignore,
-  fn: withDeadline(async () => {
+  fn: withDeadline(async (t) => {
     for (
-      const [flags, message] of [
+      const [missing, flags, message] of [
         [
+          "--unstable-net",
           {},
           "Parallel mode needs Deno.listen's reusePort, still unstable: add --unstable-net after deno run",
         ],
         [
+          "read permission for main.ts",
           {
-            unstableNet: true,
+            denoFlags: ["--unstable-net"],
             allowRead: `${folder}/hello.html,${folder}/404.html`,
           },
           `Parallel mode starts its workers from ${folder}/main.ts: add it to --allow-read`,
         ],
       ] as const
     ) {
-      const { code, stdout, stderr } = await mainCommand(
-        ["parallel", "--port=0"],
-        flags,
-      ).output();
-      assertEquals(code, 1);
-      assertEquals(decoder.decode(stdout), "");
-      assertEquals(decoder.decode(stderr), `error: ${message}\n`);
+      await t.step(missing, async () => {
+        const { code, stdout, stderr } = await mainCommand(
+          ["parallel", "--port=0"],
+          flags,
+        ).output();
+        assertEquals(code, 1);
+        assertEquals(decoder.decode(stdout), "");
+        assertEquals(decoder.decode(stderr), `error: ${message}\n`);
+      });
     }
   }),
 });
@@ -84,33 +101,35 @@ Deno.test({
     "main.ts in parallel mode serves from every worker: 100 simultaneous /sleep take about one sleep, and 4xx as in concurrent mode",
   ignore,
   fn: withDeadline(async () => {
-    const main = await spawnParallel([
+    await using main = await startParallel([
       "--sleep-ms=1000",
       "--head-timeout-ms=500",
     ]);
-    let elapsedMs, responses, timed, bad, stalled;
-    try {
-      assertMatch(main.firstLine, /^Listening on .* \(parallel, 2 workers\);/);
-      const addr = { hostname: "127.0.0.1", port: main.port };
-      const started = performance.now();
-      responses = await Promise.all(await sendMany(addr, "/sleep", 100));
-      elapsedMs = performance.now() - started;
-      timed = await (await sendTimed(addr, get("/"))).response;
-      bad = await (await send(addr, "GET / HTTP/9\r\n\r\n")).response;
-      stalled = await (await send(addr, "GET / HTTP/1.1\r\nHo")).response;
-    } finally {
-      main.kill("SIGTERM");
-    }
+    assertMatch(
+      main.listeningLine,
+      /^Listening on .* \(parallel, 2 workers\);/,
+    );
+    const started = performance.now();
+    const responses = await Promise.all(
+      await sendMany(main.addr, "/sleep", 100),
+    );
+    const elapsedMs = performance.now() - started;
+    const timed = await (await send(main.addr, get("/"))).response;
+    const bad = await (await sendUntimed(main.addr, "GET / HTTP/9\r\n\r\n"))
+      .response;
+    const stalled = await (await sendUntimed(main.addr, "GET / HTTP/1.1\r\nHo"))
+      .response;
+    main.kill("SIGTERM");
     for (const response of responses) assertEquals(response, OK_HELLO);
     // One sleep, not a hundred: the margin is wide for a busy machine.
     assertGreaterOrEqual(elapsedMs, 1000);
     assertLess(elapsedMs, 5000);
     assertEquals(bad, statusPage("400 Bad Request"));
     assertEquals(stalled, statusPage("408 Request Timeout"));
-    assertMatch(
-      timed!,
-      /\r\nServer-Timing: mode;desc=parallel, worker;desc=[12], handle;dur=/,
-    );
+    const metrics = serverTimingOf(timed);
+    assertEquals(metrics?.mode?.desc, "parallel", timed);
+    assertMatch(metrics?.worker?.desc ?? "", /^[12]$/, timed);
+    assertMatch(metrics?.handle?.dur ?? "", /^\d+\.\d$/, timed);
     const { code, output, stderr } = await main.exited();
     assertEquals(code, 0, stderr);
     // The kernel spread the hundred over both (one has them all once in 2^99).
@@ -124,27 +143,22 @@ Deno.test({
     "main.ts in parallel mode: /block stalls only the worker that runs it, and the other answers at once",
   ignore,
   fn: withDeadline(async () => {
-    const main = await spawnParallel(["--sleep-ms=3000"]);
-    const addr = { hostname: "127.0.0.1", port: main.port };
+    await using main = await startParallel(["--sleep-ms=3000", "--trace"]);
     const count = 100;
     let blockAnsweredAt = Infinity;
     const answeredAt: number[] = [];
-    try {
-      const blocking = (await send(addr, get("/block"))).response.then((
-        response,
-      ) => (blockAnsweredAt = performance.now(), response));
-      // /block spins once its head is read: ample time for that.
-      await delay(500);
-      const responses = (await sendMany(addr, "/", count)).map((response) =>
-        response.then((text) => (answeredAt.push(performance.now()), text))
-      );
-      assertEquals(await blocking, OK_HELLO);
-      for (const response of await Promise.all(responses)) {
-        assertEquals(response, OK_HELLO);
-      }
-    } finally {
-      main.kill("SIGTERM");
+    const blocking = (await sendUntimed(main.addr, get("/block"))).response
+      .then((response) => (blockAnsweredAt = performance.now(), response));
+    // /block spins once its head is read: the / come while it spins.
+    await headsRead(main, "/block", 1);
+    const responses = (await sendMany(main.addr, "/", count)).map((response) =>
+      response.then((text) => (answeredAt.push(performance.now()), text))
+    );
+    assertEquals(await blocking, OK_HELLO);
+    for (const response of await Promise.all(responses)) {
+      assertEquals(response, OK_HELLO);
     }
+    main.kill("SIGTERM");
     assertEquals((await main.exited()).code, 0);
     // The kernel picks a worker for each connection, so about half go to the
     // free one and are answered at once (a second or more before /block), and
@@ -168,16 +182,11 @@ Deno.test({
     "main.ts in parallel mode on SIGTERM lets a /sleep in flight on every worker finish, exits 0 and frees the port",
   ignore,
   fn: withDeadline(async () => {
-    const main = await spawnParallel(["--sleep-ms=2000"]);
-    const addr = { hostname: "127.0.0.1", port: main.port };
-    let responses;
-    try {
-      // Thirty, so that each worker surely gets some (all on one: 1 in 10^9).
-      responses = await sendMany(addr, "/sleep", 30);
-      await delay(500);
-    } finally {
-      main.kill("SIGTERM");
-    }
+    await using main = await startParallel(["--sleep-ms=2000", "--trace"]);
+    // Thirty, so that each worker surely gets some (all on one: 1 in 10^9).
+    const responses = await sendMany(main.addr, "/sleep", 30);
+    await headsRead(main, "/sleep", 30);
+    main.kill("SIGTERM");
     for (const response of await Promise.all(responses)) {
       assertEquals(response, OK_HELLO);
     }
@@ -188,11 +197,12 @@ Deno.test({
     assertEquals(output.match(/Stopping/g)?.length, 1, output);
     assertMatch(output, /\n[\d:.]+ Stopping on SIGTERM \(send it again/);
     const stopping = output.indexOf("Stopping");
-    for (const worker of ["worker 1", "worker 2"]) {
-      assertLess(stopping, output.lastIndexOf(`${worker}: GET /sleep 200`));
+    for (const worker of [1, 2]) {
+      const done = new RegExp(`worker ${worker}: #\\d+ done: GET /sleep 200`);
+      assertMatch(output.slice(stopping), done);
     }
     assertMatch(output, /Stopped\n$/);
-    await assertRefused(addr);
+    await assertRefused(main.addr);
   }),
 });
 
@@ -201,12 +211,14 @@ Deno.test({
     "main.ts in parallel mode on a second SIGTERM drops what is in flight, says how many on each worker, and exits 130",
   ignore,
   fn: withDeadline(async () => {
-    const main = await spawnParallel(["--sleep-ms=60000"]);
-    const addr = { hostname: "127.0.0.1", port: main.port };
-    const responses = await sendMany(addr, "/sleep", 10);
-    await delay(500);
+    await using main = await startParallel(["--sleep-ms=60000", "--trace"]);
+    const responses = await sendMany(main.addr, "/sleep", 10);
+    await headsRead(main, "/sleep", 10);
     main.kill("SIGTERM");
-    await delay(1000); // more than the half second that counts as one press
+    await waitFor(main.lines, /Stopping on SIGTERM/);
+    // Time is the subject: a second SIGTERM within half a second counts as
+    // the same one (a terminal's Ctrl-C can arrive twice); this one is later.
+    await delay(1000);
     main.kill("SIGTERM");
     for (const response of await Promise.all(responses)) {
       assertEquals(response, "");
@@ -227,14 +239,19 @@ Deno.test({
   name:
     "main.ts parallel refuses a port in use, by another parallel server too, in one line with exit 1",
   ignore,
-  fn: withDeadline(async () => {
+  fn: withDeadline(async (t) => {
     using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const first = await spawnParallel([]);
-    try {
-      for (const port of [taken.addr.port, first.port]) {
+    await using first = await startParallel([]);
+    for (
+      const [user, port] of [
+        ["a listener", taken.addr.port],
+        ["a parallel server", first.port],
+      ] as const
+    ) {
+      await t.step(`in use by ${user}`, async () => {
         const { code, stdout, stderr } = await mainCommand(
           ["parallel", "--workers=2", `--port=${port}`],
-          { unstableNet: true },
+          { denoFlags: ["--unstable-net"] },
         ).output();
         assertEquals(code, 1);
         assertEquals(decoder.decode(stdout), "");
@@ -242,13 +259,14 @@ Deno.test({
           decoder.decode(stderr),
           `error: Address 127.0.0.1:${port} is already in use; stop what uses it or choose another --port\n`,
         );
-      }
-      // The first server still gets every connection.
-      const addr = { hostname: "127.0.0.1", port: first.port };
-      assertEquals(await (await send(addr, get("/"))).response, OK_HELLO);
-    } finally {
-      first.kill("SIGTERM");
+      });
     }
+    // The first server still gets every connection.
+    assertEquals(
+      await (await sendUntimed(first.addr, get("/"))).response,
+      OK_HELLO,
+    );
+    first.kill("SIGTERM");
     assertEquals((await first.exited()).code, 0);
   }),
 });
@@ -257,12 +275,9 @@ Deno.test({
   name: "main.ts parallel with one worker says so in the singular",
   ignore,
   fn: withDeadline(async () => {
-    const main = await spawnMain(
-      ["parallel", "--workers=1", "--port=0"],
-      { unstableNet: true },
-    );
+    await using main = await startParallel(["--workers=1"]);
     main.kill("SIGTERM");
-    assertMatch(main.firstLine, /\(parallel, 1 worker\);/);
+    assertMatch(main.listeningLine, /\(parallel, 1 worker\);/);
     assertEquals((await main.exited()).code, 0);
   }),
 });
@@ -272,19 +287,16 @@ Deno.test({
     "main.ts in parallel mode with --trace: a worker accepts, reads and answers / while its /sleep sleeps",
   ignore,
   fn: withDeadline(async () => {
-    const main = await spawnMain(
-      ["parallel", "--workers=1", "--port=0", "--trace", "--sleep-ms=1000"],
-      { unstableNet: true },
-    );
-    const addr = { hostname: "127.0.0.1", port: main.port };
-    try {
-      const sleeping = await send(addr, get("/sleep"));
-      await delay(200); // for /sleep to be accepted and read first
-      const answer = await send(addr, get("/"));
-      await Promise.all([sleeping.response, answer.response]);
-    } finally {
-      main.kill("SIGTERM");
-    }
+    await using main = await startParallel([
+      "--workers=1",
+      "--trace",
+      "--sleep-ms=1000",
+    ]);
+    const sleeping = await sendUntimed(main.addr, get("/sleep"));
+    await headsRead(main, "/sleep", 1);
+    const answer = await sendUntimed(main.addr, get("/"));
+    await Promise.all([sleeping.response, answer.response]);
+    main.kill("SIGTERM");
     const { code, output } = await main.exited();
     assertEquals(code, 0, output);
     const traced = [...output.matchAll(/ worker 1: (#.*?)(?: \(\d+ ms\))?\n/g)]
@@ -305,20 +317,13 @@ Deno.test({
     "main.ts in parallel mode logs a request whose line starts with Stopping, as any other",
   ignore,
   fn: withDeadline(async () => {
-    const main = await spawnMain(
-      ["parallel", "--workers=1", "--port=0"],
-      { unstableNet: true },
+    await using main = await startParallel(["--workers=1"]);
+    const { response } = await sendUntimed(
+      main.addr,
+      "Stopping / HTTP/1.1\r\nHost: x\r\n\r\n",
     );
-    const addr = { hostname: "127.0.0.1", port: main.port };
-    try {
-      const { response } = await send(
-        addr,
-        "Stopping / HTTP/1.1\r\nHost: x\r\n\r\n",
-      );
-      assertEquals(await response, statusPage("501 Not Implemented"));
-    } finally {
-      main.kill("SIGTERM");
-    }
+    assertEquals(await response, statusPage("501 Not Implemented"));
+    main.kill("SIGTERM");
     const { code, output } = await main.exited();
     assertEquals(code, 0, output);
     assertMatch(output, /\n[\d:.]+ worker 1: Stopping \/ 501 \(\d+ ms\)\n/);

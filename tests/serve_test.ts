@@ -11,7 +11,6 @@ import {
   assertNotMatch,
   assertRejects,
   assertStringIncludes,
-  assertThrows,
 } from "@std/assert";
 import {
   type Connection,
@@ -20,21 +19,24 @@ import {
   type Pages,
   serve,
   type ServeOptions,
-} from "./main.ts";
-import { type Address, writeAll } from "./tools/clients.ts";
+} from "../main.ts";
+import { type Address, writeAll } from "./clients.ts";
 import {
   assertRefused,
-  delay,
   get,
   handleInMemory,
   MemoryConn,
   NOT_FOUND,
   OK_HELLO,
   pages,
-  send,
-  startServer,
-  withDeadline,
-} from "./tools/testing.ts";
+  sendUntimed,
+  serveOnFreePort,
+} from "./testing.ts";
+import { waitFor, withDeadline } from "./waiting.ts";
+
+/** The lines that `trace` logs as each connection is done, without "#N done: ". */
+const doneLines = (logs: readonly string[]) =>
+  logs.flatMap((line) => /^#\d+ done: (.*)$/.exec(line)?.[1] ?? []);
 
 // ---------------------------------------------------------------------------
 // Options
@@ -56,7 +58,7 @@ Deno.test(
       log: (line) => logs.push(line),
     });
     const addr = { hostname: "127.0.0.1", port: listener.addr.port };
-    const response = await send(addr, get("/"));
+    const response = await sendUntimed(addr, get("/"));
     assertEquals(await response.response, OK_HELLO);
     stop.abort();
     await served;
@@ -65,7 +67,7 @@ Deno.test(
   }),
 );
 
-Deno.test("handle() throws at once for options that make no sense, and leaves the connection untouched", () => {
+Deno.test("handle() rejects options that make no sense, and leaves the connection untouched", async (t) => {
   const bad: [Record<string, unknown>, ErrorConstructor, string][] = [
     [
       { pages: undefined },
@@ -104,20 +106,24 @@ Deno.test("handle() throws at once for options that make no sense, and leaves th
     ],
   ];
   for (const [options, ErrorClass, message] of bad) {
-    const conn = new MemoryConn(get("/"));
-    assertThrows(
-      () => handle(conn, { pages, ...options } as HandleOptions),
-      ErrorClass,
-      message,
-    );
-    assert(!conn.closed);
-    assertEquals(conn.response, "");
+    await t.step(JSON.stringify(options), async () => {
+      const conn = new MemoryConn(get("/"));
+      await assertRejects(
+        // async: a synchronous throw counts as a rejection too.
+        async () => await handle(conn, { pages, ...options } as HandleOptions),
+        ErrorClass,
+        message,
+      );
+      assert(!conn.closed);
+      assertEquals(conn.unread, get("/").length, "it read before it checked");
+      assertEquals(conn.response, "");
+    });
   }
 });
 
 Deno.test(
   "serve() rejects options that make no sense, before it accepts anything",
-  withDeadline(async () => {
+  withDeadline(async (t) => {
     using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     // As a script that is not type-checked would pass them.
     const bad: [Record<string, unknown>, ErrorConstructor, string][] = [
@@ -168,15 +174,17 @@ Deno.test(
       [{ sleepMs: NaN }, TypeError, "sleepMs must be a number, not NaN"],
     ];
     for (const [options, ErrorClass, message] of bad) {
-      await assertRejects(
-        () =>
-          serve(
-            listener,
-            { mode: "serial", pages, ...options } as ServeOptions,
-          ),
-        ErrorClass,
-        message,
-      );
+      await t.step(JSON.stringify(options), async () => {
+        await assertRejects(
+          () =>
+            serve(
+              listener,
+              { mode: "serial", pages, ...options } as ServeOptions,
+            ),
+          ErrorClass,
+          message,
+        );
+      });
     }
     // Nothing was lost: the listener is still the caller's, still open, and
     // what it accepts is this client's connection, not one serve() took.
@@ -193,11 +201,19 @@ Deno.test(
 Deno.test(
   "serve() with quiet logs no line per connection, but still its own events",
   withDeadline(async () => {
-    const server = startServer("concurrent", { quiet: true, graceMs: 0 });
-    assertEquals(await (await send(server.addr, get("/"))).response, OK_HELLO);
-    using _sleeper = await Deno.connect(server.addr);
-    await _sleeper.write(new TextEncoder().encode(get("/sleep")));
-    await delay(100); // for the head to arrive
+    // Not trace, which would turn the lines off too: the reads tell.
+    const server = serveOnFreePort(
+      "concurrent",
+      { quiet: true, graceMs: 0 },
+      { recordReads: true },
+    );
+    assertEquals(
+      await (await sendUntimed(server.addr, get("/"))).response,
+      OK_HELLO,
+    );
+    using sleeper = await Deno.connect(server.addr);
+    await writeAll(sleeper, get("/sleep"));
+    await waitFor(() => server.received[1] === get("/sleep"), "/sleep read");
     await server.stop();
     assertEquals(server.logs, [
       "Dropping 1 request still in flight after the grace period of 0 ms",
@@ -295,7 +311,7 @@ for (const mode of ["serial", "concurrent"] as const) {
   Deno.test(
     `serve() in ${mode} mode keeps serving after clients leave mid-request, during /sleep and before reading`,
     withDeadline(async () => {
-      const server = startServer(mode, { sleepMs: 200 });
+      const server = serveOnFreePort(mode, { sleepMs: 200, trace: true });
       try {
         const midRequest = await Deno.connect(server.addr);
         await writeAll(midRequest, "GET /sle");
@@ -303,7 +319,7 @@ for (const mode of ["serial", "concurrent"] as const) {
 
         const duringSleep = await Deno.connect(server.addr);
         await writeAll(duringSleep, get("/sleep"));
-        await delay(50);
+        await waitFor(server.logs, /^#\d+ head: GET \/sleep$/);
         duringSleep.close();
 
         // Closing with the response unread makes the client's side reset.
@@ -312,17 +328,15 @@ for (const mode of ["serial", "concurrent"] as const) {
         neverReads.close();
 
         assertEquals(
-          await (await send(server.addr, get("/"))).response,
+          await (await sendUntimed(server.addr, get("/"))).response,
           OK_HELLO,
         );
       } finally {
         await server.stop();
       }
-      // Four connections: at most one line each, none with a stack trace.
-      const requestLines = server.logs.filter((line) =>
-        !line.startsWith("Stopping")
-      );
-      assertEquals(requestLines.length, 4, requestLines.join("\n"));
+      // Four connections: one line each, none with a stack trace.
+      const requestLines = doneLines(server.logs);
+      assertEquals(requestLines.length, 4, server.logs.join("\n"));
       for (const line of requestLines) assertNotMatch(line, /\n/);
       assertStringIncludes(requestLines.join("\n"), "GET / 200");
     }),
@@ -345,12 +359,15 @@ Deno.test(
   "serve() in serial mode ends a client that never reads after the send timeout, and serves the next",
   withDeadline(async () => {
     const big = bigPages(16 * 1024 * 1024);
-    const server = startServer("serial", { pages: big, sendTimeoutMs: 300 });
+    const server = serveOnFreePort("serial", {
+      pages: big,
+      sendTimeoutMs: 300,
+    });
     try {
       using _stalled = await neverReads(server.addr, get("/"));
-      await delay(100);
-      // The loop is stuck in the stalled client's write until it times out.
-      const next = await send(server.addr, get("/nowhere"));
+      // Accepted first, the stalled client holds the loop in its write until
+      // the send timeout.
+      const next = await sendUntimed(server.addr, get("/nowhere"));
       assertEquals(await next.response, NOT_FOUND);
     } finally {
       await server.stop();
@@ -368,20 +385,32 @@ Deno.test(
 
 Deno.test(
   "handle() drops the request when its drop signal is aborted, whether it waits for the head or sleeps",
-  withDeadline(async () => {
-    for (const request of ["GET /", get("/sleep")]) {
-      const drop = new AbortController();
-      const conn = new MemoryConn(request, { endOfInput: "wait" });
-      const handled = handleInMemory(conn, {
-        drop: drop.signal,
-        headTimeoutMs: 60_000,
-        sleepMs: 60_000,
+  withDeadline(async (t) => {
+    for (
+      const [waiting, request, logged] of [
+        ["for the head", "GET /", "-"],
+        ["in /sleep", get("/sleep"), "GET /sleep"],
+      ]
+    ) {
+      await t.step(waiting, async () => {
+        const drop = new AbortController();
+        const conn = new MemoryConn(request, { endOfInput: "wait" });
+        const handled = handleInMemory(conn, {
+          drop: drop.signal,
+          headTimeoutMs: 60_000,
+          sleepMs: 60_000,
+        });
+        // All read: handle() now waits for more of the head, or sleeps.
+        await waitFor(() => conn.unread === 0, "the request read");
+        drop.abort();
+        const logs = await handled;
+        assert(conn.closed);
+        assertEquals(conn.response, "");
+        assert(
+          logs[0].startsWith(`${logged} dropped before it was done (`),
+          logs[0],
+        );
       });
-      setTimeout(() => drop.abort(), 20);
-      const logs = await handled;
-      assert(conn.closed);
-      assertEquals(conn.response, "");
-      assertMatch(logs[0], /^(-|GET \/sleep) dropped before it was done /);
     }
   }),
 );
@@ -389,9 +418,9 @@ Deno.test(
 Deno.test(
   "serve() stops on abort: lets /sleep finish, then frees the port",
   withDeadline(async () => {
-    const server = startServer("concurrent", { sleepMs: 300 });
-    const slow = await send(server.addr, get("/sleep"));
-    await delay(50);
+    const server = serveOnFreePort("concurrent", { sleepMs: 300, trace: true });
+    const slow = await sendUntimed(server.addr, get("/sleep"));
+    await waitFor(server.logs, /^#1 head: GET \/sleep$/);
     await server.stop();
     assertEquals(await slow.response, OK_HELLO);
     await assertRefused(server.addr);
@@ -403,13 +432,16 @@ Deno.test(
 Deno.test(
   "serve() on abort closes a connection still waiting for its head, without waiting for the timeout",
   withDeadline(async () => {
-    const server = startServer("serial", { headTimeoutMs: 60_000 });
-    const idle = await send(server.addr, "GET / HT");
-    await delay(50);
+    const server = serveOnFreePort("serial", {
+      headTimeoutMs: 60_000,
+      trace: true,
+    });
+    const idle = await sendUntimed(server.addr, "GET / HT");
+    await waitFor(server.logs, /^#1 accepted$/);
     await server.stop();
     assertEquals(await idle.response, "");
     assertMatch(
-      server.logs.join("\n"),
+      doneLines(server.logs).join("\n"),
       /^- closed at shutdown before a whole request /m,
     );
   }),
@@ -418,25 +450,28 @@ Deno.test(
 Deno.test(
   "serve() at the end of the grace period closes every connection, writing or sleeping, and resolves soon after",
   withDeadline(async () => {
-    const server = startServer("concurrent", {
+    const server = serveOnFreePort("concurrent", {
       pages: bigPages(16 * 1024 * 1024),
       sleepMs: 60_000,
       sendTimeoutMs: 60_000,
       graceMs: 300,
+      trace: true,
     });
     using _writing = await neverReads(server.addr, get("/"));
-    const sleeping = await send(server.addr, get("/sleep"));
-    await delay(200);
+    const sleeping = await sendUntimed(server.addr, get("/sleep"));
+    // Both heads read: one is being written, the other sleeps.
+    await waitFor(server.logs, /^#\d+ head: GET \/$/);
+    await waitFor(server.logs, /^#\d+ head: GET \/sleep$/);
     const stopping = performance.now();
     await server.stop();
     // Well within the 60 s that either would take; generous for a busy machine.
     assertLess(performance.now() - stopping, 10_000);
     assertEquals(await sleeping.response, "");
-    const logs = server.logs.join("\n");
     assertMatch(
-      logs,
+      server.logs.join("\n"),
       /^Dropping 2 requests still in flight after the grace period of 300 ms$/m,
     );
+    const logs = doneLines(server.logs).join("\n");
     assertMatch(logs, /^GET \/ dropped before it was done /m);
     assertMatch(logs, /^GET \/sleep dropped before it was done /m);
   }),
@@ -461,14 +496,14 @@ Deno.test(
 // The loop in the log
 
 /**
- * The lines a server logs with `trace` for a /sleep and a / sent 200 ms
- * later, without the times.
+ * The lines a server logs with `trace` for a /sleep and a / sent once the
+ * /sleep's head is read, without the times.
  */
 async function traced(mode: "serial" | "concurrent"): Promise<string[]> {
-  const server = startServer(mode, { trace: true, sleepMs: 1000 });
-  const sleeping = await send(server.addr, get("/sleep"));
-  await delay(200); // for /sleep to be accepted and read first
-  const answer = await send(server.addr, get("/"));
+  const server = serveOnFreePort(mode, { trace: true, sleepMs: 1000 });
+  const sleeping = await sendUntimed(server.addr, get("/sleep"));
+  await waitFor(server.logs, /^#1 head: GET \/sleep$/);
+  const answer = await sendUntimed(server.addr, get("/"));
   await Promise.all([sleeping.response, answer.response]);
   await server.stop();
   return server.logs.map((line) => line.replace(/ \(\d+ ms\)$/, ""));
