@@ -12,7 +12,7 @@ import {
   assertNotMatch,
 } from "@std/assert";
 import { deadline } from "@std/async";
-import { type Address, send } from "./tools/clients.ts";
+import { type Address, send } from "./tests/clients.ts";
 
 const folder = Deno.realPathSync(new URL("./", import.meta.url));
 const readme = await Deno.readTextFile(new URL("README.md", import.meta.url));

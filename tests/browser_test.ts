@@ -26,11 +26,9 @@ import {
   type LabTabOptions,
   launchChromium,
 } from "./browser.ts";
-import {
-  type ServerProcess,
-  startServerProcess,
-} from "../tools/server_process.ts";
-import { delay, withDeadline } from "../tools/testing.ts";
+import { delay } from "@std/async";
+import { type ServerProcess, startServerProcess } from "./server_process.ts";
+import { waitFor, withDeadline } from "./waiting.ts";
 
 const missing = await chromiumMissing();
 if (missing) console.log(`browser tests skipped: ${missing}`);
@@ -150,7 +148,7 @@ async function startLabServer(
     "--head-timeout-ms=1000",
     ...(mode === "parallel" ? ["--workers=2"] : []),
     ...more,
-    // After tools/server_process.ts's --port=0: the last one counts.
+    // After startServerProcess()'s --port=0: the last one counts.
     ...(port === undefined ? [] : [`--port=${port}`]),
   ], { denoFlags: mode === "parallel" ? ["--unstable-net"] : [] });
   if (port !== undefined) assertEquals(server.port, port);
@@ -381,17 +379,9 @@ async function idleConnection(server: ServerProcess, withinMs = 20_000) {
     const spoken = new Set(numbers("head:"));
     return numbers("accepted").some((n) => !spoken.has(n));
   };
-  // The process gives its lines as an array it fills, with no event: look
-  // again each few milliseconds.
-  const end = performance.now() + withinMs;
-  while (!idle()) {
-    if (performance.now() > end) {
-      throw new Error(
-        `The server accepted no connection to sit idle within ${withinMs} ms`,
-      );
-    }
-    await delay(10);
-  }
+  await waitFor(idle, "a connection accepted that has sent no head", {
+    ms: withinMs,
+  });
 }
 
 Deno.test({

@@ -9,7 +9,7 @@ import {
   assertMatch,
   assertStringIncludes,
 } from "@std/assert";
-import { findOnPath } from "../tools/allow_chromium.ts";
+import { findOnPath } from "./allow_chromium.ts";
 
 const config = JSON.parse(
   await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
