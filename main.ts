@@ -1407,14 +1407,14 @@ function missingPermissions(
   if (canRead && canListen) return;
   const cannot = [
     canRead || "read the pages",
-    canListen || `listen on ${host}`,
+    canListen || `listen on ${host}:${port}`,
   ];
   const net = `--allow-net=${host}`;
   const command = [
     "deno run",
     ...(mode === "parallel" ? ["--unstable-net"] : []),
     hostname.includes(":") ? `'${net}'` : net, // zsh would glob [::1]
-    canRead ? readFlagGiven(folder) : `--allow-read=${folder}`,
+    canRead ? readFlagGiven(folder) : readFlagNeeded(folder!),
     "main.ts",
     ...args,
   ];
@@ -1430,6 +1430,10 @@ function readFlagGiven(folder?: string): string {
   const files = [...pageNames.map((page) => PAGES[page].file), "main.ts"];
   return `--allow-read=${files.map((file) => `${folder}/${file}`).join(",")}`;
 }
+
+/** The `--allow-read` flag for the pages: `.` when run from their folder. */
+const readFlagNeeded = (folder: string) =>
+  `--allow-read=${folder === Deno.cwd() ? "." : folder}`;
 
 /** Whether Deno grants `permission`; a host it cannot parse, it leaves to listen() to report. */
 function granted(permission: Deno.PermissionDescriptor): boolean {

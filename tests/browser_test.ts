@@ -26,7 +26,6 @@ import {
   type LabTabOptions,
   launchChromium,
 } from "./browser.ts";
-import { delay } from "@std/async";
 import { type ServerProcess, startServerProcess } from "./server_process.ts";
 import { waitFor, withDeadline } from "./waiting.ts";
 
@@ -329,10 +328,10 @@ Deno.test({
     );
     await lab.preconnect();
     await idleConnection(server);
-    // Only time makes a connection idle: 300 ms, six times what the page
-    // needs to name it.
-    const idleForMs = 300;
-    await delay(idleForMs);
+    // Another client's /block keeps it idle: while the only thread spins
+    // for 1 s, the connection Chromium opened waits unread.
+    const idleForMs = 1000;
+    await (await fetch(`http://127.0.0.1:${server.port}/block`)).body?.cancel();
     await lab.run();
     const run = checkRun(
       await lab.finished({ screenshot: updateScreenshots }),

@@ -18,6 +18,7 @@ import {
   mainCommand,
   noSignals,
   type ServerProcess,
+  spawnServer,
   startServerProcess,
 } from "./server_process.ts";
 import { hello } from "./testing.ts";
@@ -241,17 +242,39 @@ Deno.test(
 );
 
 Deno.test(
-  "main.ts without read permission for its pages says so in one line, not a network error, and exits 1",
-  withDeadline(async () => {
-    const { code, stdout, stderr } = await mainCommand(["--port=0"], {
-      allowRead: `${folder}/hello.html`,
-    }).output();
-    assertEquals(code, 1);
-    assertEquals(decoder.decode(stdout), "");
-    assertMatch(
-      decoder.decode(stderr),
-      /^error: Cannot load file:\/\/\/\S*\/404\.html: Requires read access to "[^"]*404\.html"[^\n]*\n$/,
-    );
+  "main.ts without read or net permission names one command with both, and that command starts it",
+  withDeadline(async (t) => {
+    const cases = [
+      ["no permission at all", [], "read the pages or listen on 127.0.0.1:0"],
+      ["read one page only", [
+        "--allow-net=127.0.0.1",
+        "--allow-read=hello.html",
+      ], "read the pages"],
+    ] as const;
+    for (const [name, flags, cannot] of cases) {
+      await t.step(name, async () => {
+        // As a person runs it: in the project folder, without deno.json.
+        const run = ["run", "--no-config", "--no-prompt", ...flags, "main.ts"];
+        const { code, stdout, stderr } = await new Deno.Command("deno", {
+          args: [...run, "--port=0"],
+          cwd: folder,
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assertEquals(code, 1);
+        assertEquals(decoder.decode(stdout), "");
+        const command =
+          "deno run --allow-net=127.0.0.1 --allow-read=. main.ts --port=0";
+        assertEquals(
+          decoder.decode(stderr),
+          `error: No permission to ${cannot}; run: ${command}\n`,
+        );
+        // The command it names has everything: it starts and serves.
+        const [deno, ...args] = command.split(" ");
+        await using server = await spawnServer(deno, args, { cwd: folder });
+        assertEquals(await (await fetch(server.url)).text(), hello);
+      });
+    }
   }),
 );
 
@@ -556,11 +579,15 @@ Deno.test(
       });
       assert(
         server.listeningLine.endsWith(
-          "(serial); lab.html or lab.js was not found, so the lab is off",
+          "(serial); lab.html, lab.js, or lab_analysis.js was not found, so the lab is off",
         ),
         server.listeningLine,
       );
-      const lab404s: [string, number][] = [["/lab", 404], ["/lab.js", 404]];
+      const lab404s: [string, number][] = [
+        ["/lab", 404],
+        ["/lab.js", 404],
+        ["/lab_analysis.js", 404],
+      ];
       await answersThenStops(server, [["/", 200], ...lab404s]);
     } finally {
       await Deno.remove(copy, { recursive: true });

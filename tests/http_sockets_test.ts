@@ -13,6 +13,7 @@ import {
   assertNotMatch,
   assertRejects,
 } from "@std/assert";
+import { delay } from "@std/async";
 import {
   type Address,
   floodGarbage,
@@ -126,6 +127,30 @@ Deno.test(
 
 /** The metrics Server-Timing may name: mode, worker, idle and handle. */
 const METRICS = ["mode", "worker", "idle", "handle"];
+
+Deno.test(
+  "Server-Timing counts a request from its first byte, and the idle time before it apart",
+  withDeadline(async () => {
+    await using server = serveOnFreePort("concurrent", { sleepMs: 300 });
+    const connectedAt = performance.now();
+    using conn = await Deno.connect(server.addr);
+    // Time itself is the subject: the connection sits idle for a second,
+    // as one a browser opens ahead of time does.
+    await delay(1000);
+    await writeAll(conn, get("/block"));
+    const response = await readResponse(conn);
+    const waitedMs = performance.now() - connectedAt;
+    const { idle, handle } = serverTimingOf(response) ?? {};
+    assert(idle && handle, response);
+    const [idleMs, handleMs] = [Number(idle.dur), Number(handle.dur)];
+    // /block spins for 300 ms: that is the request's time, not the second.
+    assertGreaterOrEqual(handleMs, 299);
+    assertLess(handleMs, 1000);
+    // The second is the idle time (less the moment accept() may take).
+    assertGreaterOrEqual(idleMs, 900);
+    assertLess(idleMs + handleMs, waitedMs);
+  }),
+);
 
 Deno.test(
   "Server-Timing names the mode and the server's time on every response",

@@ -5,7 +5,12 @@
  * sockets, with Server-Timing, is in http_sockets_test.ts.
  */
 
-import { assert, assertEquals, assertMatch } from "@std/assert";
+import {
+  assert,
+  assertEquals,
+  assertGreaterOrEqual,
+  assertMatch,
+} from "@std/assert";
 import {
   expectedResponse,
   get,
@@ -289,6 +294,29 @@ Deno.test(
     assert(conn.closed);
     assertMatch(logs[0], /^- 408 /);
   }),
+);
+
+Deno.test(
+  "handle() closes a connection whose head timed out and whose 408 cannot be written, within the send timeout, even when it is the only one",
+  // Before the fix the 408's write had no deadline unless another
+  // connection's timer happened to run: this connection stayed open.
+  withDeadline(async () => {
+    const conn = new MemoryConn("", { stallWrites: true });
+    const timeouts = { headTimeoutMs: 50, sendTimeoutMs: 200 };
+    const logs = await handleInMemory(conn, timeouts);
+    assert(conn.closed);
+    assertEquals(conn.timedResponse, "");
+    assertEquals(logs.length, 1, logs.join("\n"));
+    const [, ms] =
+      /^- closed: a write made no progress for the send timeout \((\d+) ms\)$/
+        .exec(logs[0]) ?? [];
+    assert(ms, logs[0]);
+    // Both timeouts ran, one after the other.
+    assertGreaterOrEqual(
+      Number(ms),
+      timeouts.headTimeoutMs + timeouts.sendTimeoutMs,
+    );
+  }, 10_000),
 );
 
 // ---------------------------------------------------------------------------

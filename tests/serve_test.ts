@@ -67,6 +67,33 @@ Deno.test(
   }),
 );
 
+Deno.test("handle() and serve() ignore no option: one they do not take is refused, even the internals they once took", async (t) => {
+  // owner, serverTiming and onEvent were options of handle() that a user
+  // could set and that silently overrode the others; now none is one.
+  const names = ["owner", "serverTiming", "onEvent", "forEach", "sleepMS"];
+  for (const name of names) {
+    await t.step(`handle({ ${name} })`, async () => {
+      const conn = new MemoryConn(get("/"));
+      const options = { pages, [name]: {} } as HandleOptions;
+      await assertRejects(
+        async () => await handle(conn, options),
+        TypeError,
+        `handle() has no option "${name}"`,
+      );
+      assertEquals(conn.unread, get("/").length, "it read before it checked");
+    });
+    await t.step(`serve({ ${name} })`, async () => {
+      using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const options = { mode: "serial", pages, [name]: {} } as ServeOptions;
+      await assertRejects(
+        () => serve(listener, options),
+        TypeError,
+        `serve() has no option "${name}"`,
+      );
+    });
+  }
+});
+
 Deno.test("handle() rejects options that make no sense, and leaves the connection untouched", async (t) => {
   const bad: [Record<string, unknown>, ErrorConstructor, string][] = [
     [
@@ -155,7 +182,7 @@ Deno.test(
       [
         { maxInFlight: 0 },
         RangeError,
-        "maxInFlight must be a whole number from 1 to",
+        "maxInFlight must be a whole number of at least 1, not 0",
       ],
       [{ graceMs: "10" }, TypeError, 'graceMs must be a number, not "10"'],
       [{ sleepMs: "2000" }, TypeError, 'sleepMs must be a number, not "2000"'],

@@ -139,7 +139,8 @@ export async function assertRefused(addr: Address): Promise<void> {
  * end of input or, like a client that keeps its socket open, waits until
  * the connection is closed, or until the server closes its writing side:
  * then the client, having its answer, closes as a browser or curl does.
- * Writes fail with `failWrites` when it is given.
+ * Writes fail with `failWrites` when it is given, and with `stallWrites`
+ * take nothing, like a client that never reads, until the connection closes.
  */
 export class MemoryConn implements Connection {
   readonly #input: Uint8Array;
@@ -147,9 +148,11 @@ export class MemoryConn implements Connection {
   readonly #writeSize: number;
   readonly #endOfInput: "eof" | "wait";
   readonly #failWrites: Error | undefined;
+  readonly #stallWrites: boolean;
   #offset = 0;
   #output: number[] = [];
   #wakeReader: (() => void) | undefined;
+  readonly #stalledWrites: (() => void)[] = [];
   /** Whether close() was called. */
   closed = false;
   /** Called once, when the connection is closed. */
@@ -158,11 +161,18 @@ export class MemoryConn implements Connection {
   /** A connection whose client sends `request`, then nothing. */
   constructor(
     request: string | Uint8Array,
-    { readSize = 1, writeSize = 7, endOfInput = "wait", failWrites }: {
+    {
+      readSize = 1,
+      writeSize = 7,
+      endOfInput = "wait",
+      failWrites,
+      stallWrites = false,
+    }: {
       readSize?: number;
       writeSize?: number;
       endOfInput?: "eof" | "wait";
       failWrites?: Error;
+      stallWrites?: boolean;
     } = {},
   ) {
     this.#input = typeof request === "string"
@@ -172,6 +182,7 @@ export class MemoryConn implements Connection {
     this.#writeSize = writeSize;
     this.#endOfInput = endOfInput;
     this.#failWrites = failWrites;
+    this.#stallWrites = stallWrites;
   }
 
   /** How many bytes of the request the server has not read yet. */
@@ -212,6 +223,11 @@ export class MemoryConn implements Connection {
       return Promise.reject(new Deno.errors.BadResource());
     }
     if (this.#failWrites) return Promise.reject(this.#failWrites);
+    if (this.#stallWrites) {
+      return new Promise((_, reject) =>
+        this.#stalledWrites.push(() => reject(new Deno.errors.BadResource()))
+      );
+    }
     const n = Math.min(this.#writeSize, bytes.byteLength);
     this.#output.push(...bytes.subarray(0, n));
     return Promise.resolve(n);
@@ -222,6 +238,7 @@ export class MemoryConn implements Connection {
     if (this.closed) throw new Deno.errors.BadResource();
     this.closed = true;
     this.#wakeReader?.();
+    this.#stalledWrites.forEach((fail) => fail());
     this.onClose?.();
   }
 
