@@ -126,7 +126,6 @@ export async function handle(
 async function answer(exchange: Exchange): Promise<StatusCode | string> {
   const head = await readHead(exchange);
   if (head === "closed") return "closed by the client before a whole request";
-  if (head === "late") return await send(exchange, 408);
   if (head === "too large") return await send(exchange, 431);
   const request = parseHead(head, exchange);
   const { open } = exchange;
@@ -165,8 +164,6 @@ class Exchange {
   /** What it waits for, until when (see OpenConnections' wait()). */
   waiting: "head" | "write" | undefined;
   deadline = Infinity;
-  /** Ends the wait for the head: the timer calls it when time is up. */
-  late = () => {};
   /** Where it stands in the list of open connections. */
   index = -1;
   /** Why it was ended early, if it was. */
@@ -178,15 +175,19 @@ class Exchange {
     readonly number: number,
   ) {}
 
-  /** Closes the connection for `why`: a pending read or write then fails. */
+  /**
+   * Closes the connection for `why`: a pending read or write then fails.
+   * The first reason stands, but for a timeout's: its 408 may not get out.
+   */
   end(why: keyof typeof ENDED): void {
-    this.ended ??= why;
+    if (this.ended === undefined || this.ended === "timeout") this.ended = why;
     closeQuietly(this.conn);
   }
 }
 
 /** What the log line says of a connection ended early, by why. */
 const ENDED = {
+  timeout: "408",
   shutdown: "closed at shutdown before a whole request",
   stalled: "closed: a write made no progress for the send timeout",
   dropped: "dropped before it was done",
@@ -194,19 +195,14 @@ const ENDED = {
 
 /**
  * Reads up to the blank line that ends the head, or says why it can't: the
- * client closed, the head timeout came first (`"late"`: 408), or the head
- * is too large (431). A stop closes the connection, and the read fails.
+ * client closed, or the head is too large (431). When the head timeout or a
+ * stop closes the connection (see OpenConnections), the read fails.
  */
 async function readHead(
   exchange: Exchange,
-): Promise<Uint8Array | "closed" | "late" | "too large"> {
+): Promise<Uint8Array | "closed" | "too large"> {
   const { conn, open } = exchange;
   const { maxHeadBytes, headTimeoutMs } = open.options;
-  // A pending read cannot be called off, only raced: the timer settles
-  // this when the head timeout is up, and the read is left to fail at close.
-  const late = new Promise<"late">((resolve) =>
-    exchange.late = () => resolve("late")
-  );
   open.wait(exchange, "head", headTimeoutMs);
   let buffer = new Uint8Array(Math.min(TUNING.firstHeadBytes, maxHeadBytes));
   try {
@@ -218,9 +214,7 @@ async function readHead(
         larger.set(buffer);
         buffer = larger;
       }
-      const reading = conn.read(length ? buffer.subarray(length) : buffer);
-      const read = await Promise.race([reading, late]);
-      if (read === "late") return read;
+      const read = await conn.read(length ? buffer.subarray(length) : buffer);
       if (exchange.ended) throw new Deno.errors.Interrupted(exchange.ended);
       if (read === null) return "closed";
       if (length === 0) exchange.started = performance.now();
@@ -618,8 +612,15 @@ class OpenConnections implements Disposable {
       if (exchange.deadline > now) next = Math.min(next, exchange.deadline);
       else if (exchange.waiting === "write") exchange.end("stalled");
       else {
+        // A pending read cannot be called off, only ended by a close: so
+        // the 408 is sent from here, by send() as every status, and the
+        // close that follows ends the read. Racing each read instead cost
+        // CPU and memory on every request: see docs/benchmarks.md.
         exchange.waiting = undefined;
-        exchange.late(); // readHead() says so, and answer() sends 408
+        exchange.ended ??= "timeout";
+        send(exchange, 408)
+          .catch(() => {}) // a client too slow to send a head may be gone
+          .finally(() => closeQuietly(exchange.conn));
       }
     }
     this.#arm(Math.max(next, now + TUNING.timerCoarseMs));
