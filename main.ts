@@ -615,7 +615,8 @@ class OpenConnections implements Disposable {
         // A pending read cannot be called off, only ended by a close: so
         // the 408 is sent from here, by send() as every status, and the
         // close that follows ends the read. Racing each read instead cost
-        // CPU and memory on every request: see docs/benchmarks.md.
+        // CPU and memory on every request: see
+        // docs/benchmarks.md#the-408-sent-by-the-timer.
         exchange.waiting = undefined;
         exchange.ended ??= "timeout";
         send(exchange, 408)
