@@ -109,23 +109,21 @@ for (const mode of ["serial", "concurrent"] as const) {
       const fast = await rootTab.visit(`${base}/`);
       const sleep = await slow;
       const sleepOverAtMs = sleep.sentAtMs + sleepMs;
-      console.log(
-        `  ${mode}: / answered ${
-          Math.round(fast.answeredAtMs - sleep.sentAtMs)
-        } ms after /sleep was sent, /sleep after ${
-          Math.round(sleep.answeredAtMs - sleep.sentAtMs)
-        } ms; / took ${Math.round(fast.loadedMs - fast.startedMs)} ms to load`,
-      );
-      console.log(`  server log: ${server.lines.slice(1).join(" | ")}`);
-      assertEquals([sleep.status, fast.status], [200, 200]);
+      // What a failure shows: the two answers against /sleep, and the log.
+      const seen = `/ answered ${
+        Math.round(fast.answeredAtMs - sleep.sentAtMs)
+      } ms after /sleep was sent, /sleep after ${
+        Math.round(sleep.answeredAtMs - sleep.sentAtMs)
+      } ms; server log: ${server.lines.slice(1).join(" | ")}`;
+      assertEquals([sleep.status, fast.status], [200, 200], seen);
       // The server cannot start the sleep before Chromium sends /sleep, so
       // sleepOverAtMs is the earliest a serial server can get to /, and a
       // concurrent one answers / during the sleep. The two answers are not
       // compared with each other: when they arrive together, Chromium may
       // take them in either order.
       if (mode === "serial") {
-        assertGreaterOrEqual(fast.answeredAtMs, sleepOverAtMs);
-      } else assertLess(fast.answeredAtMs, sleepOverAtMs);
+        assertGreaterOrEqual(fast.answeredAtMs, sleepOverAtMs, seen);
+      } else assertLess(fast.answeredAtMs, sleepOverAtMs, seen);
     }),
   });
 }
@@ -176,16 +174,12 @@ function checkRun(
   server: ServerProcess,
   { mode, slow, count }: { mode: Mode; slow: Slow; count: number },
 ) {
-  console.log(
-    `  ${mode}, /${slow}: ${
-      run.result.map(({ path, sentMs, answeredMs, serverMs, idleMs, worker }) =>
-        `${path} sent ${sentMs}, answered ${answeredMs} ms (server ${serverMs} ms, idle ${idleMs} ms${
-          worker ? `, worker ${worker}` : ""
-        })`
-      ).join("; ")
-    }`,
-  );
-  console.log(`  server log: ${server.lines.slice(1).join(" | ")}`);
+  // What a failure shows: each request's times, and the server's log.
+  const seen = `${mode}, /${slow}: ${
+    run.result.map(({ path, sentMs, answeredMs, serverMs, idleMs }) =>
+      `${path} sent ${sentMs}, answered ${answeredMs} ms (server ${serverMs} ms, idle ${idleMs} ms)`
+    ).join("; ")
+  }; server log: ${server.lines.slice(1).join(" | ")}`;
   assertEquals(run.printed, [], "the page printed to the console");
   assertEquals(run.mode, mode);
   assertEquals(run.result.map((entry) => entry.path), [
@@ -195,13 +189,21 @@ function checkRun(
   assertEquals(
     run.rows.map((row) => row.state),
     Array(count + 1).fill("answered"),
+    seen,
   );
   const result = run.result.map(({ answeredMs, serverMs, idleMs, ...rest }) => {
-    assert(answeredMs !== null && serverMs !== null, "A request failed");
-    assert(idleMs !== undefined && idleMs >= 0, `Idle time ${idleMs}`);
+    assert(
+      answeredMs !== null && serverMs !== null,
+      `A request failed: ${seen}`,
+    );
+    assert(idleMs !== undefined && idleMs >= 0, `Idle time ${idleMs}: ${seen}`);
     const waitMs = answeredMs - rest.sentMs;
     // Each figure is rounded to 0.1 ms.
-    assertLessOrEqual(serverMs, waitMs + 0.5, `${rest.path}: server time`);
+    assertLessOrEqual(
+      serverMs,
+      waitMs + 0.5,
+      `${rest.path}: server time; ${seen}`,
+    );
     return { ...rest, answeredMs, serverMs, idleMs, waitMs };
   });
   return { ...run, result };
