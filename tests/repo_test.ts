@@ -112,3 +112,33 @@ Deno.test("deno.json gives every task a description, and every file a task runs 
     });
   }
 });
+
+Deno.test("the permissions that docs/parallel.md and main.ts's #! line state agree with deno.json's tasks", () => {
+  const read = (path: string) =>
+    Deno.readTextFileSync(new URL(path, import.meta.url));
+  // Every task that runs main.ts allows reading ".", which holds main.ts,
+  // as parallel mode needs and docs/parallel.md says.
+  const runsMain = Object.values(
+    config.tasks as Record<string, { command: string }>,
+  )
+    .map(({ command }) => command)
+    .filter((command) => / main\.ts /.test(command));
+  assertEquals(runsMain.length, 3, runsMain.join("\n"));
+  for (const command of runsMain) {
+    assertStringIncludes(command, "--allow-read=. ");
+  }
+  assertStringIncludes(
+    read("../docs/parallel.md").replace(/\s+/g, " "),
+    "Every task allows reading `.`, the project's folder, which holds it",
+  );
+  // The #! line allows every read, and the line after it says why.
+  const [shebang, ...why] = read("../main.ts").split("\n", 3);
+  assertEquals(
+    shebang,
+    "#!/usr/bin/env -S deno run --allow-net=127.0.0.1 --allow-read",
+  );
+  assertMatch(
+    why.join(" "),
+    /allows every read where deno\.json's tasks allow `\.`/,
+  );
+});

@@ -1,0 +1,138 @@
+/**
+ * main.ts run as Deno users run a script: straight from a URL (no read
+ * permission: the pages come from beside it), from a copy with just the
+ * book's two pages, and as ./main.ts by its #! line.
+ */
+
+import { assert, assertEquals, assertStringIncludes } from "@std/assert";
+import {
+  folder,
+  mainCommand,
+  type ServerProcess,
+  startServerProcess,
+} from "./server_process.ts";
+import { withDeadline } from "./waiting.ts";
+
+const decoder = new TextDecoder();
+
+/**
+ * Serves the project's files over HTTP on 127.0.0.1, TypeScript as such, as
+ * a web server or JSR would, but for `missing`.
+ */
+function serveFolder(missing: string[] = []) {
+  return Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (request) => {
+      const path = new URL(request.url).pathname;
+      if (missing.includes(path.slice(1))) {
+        return new Response("Not Found", { status: 404 });
+      }
+      const type = path.endsWith(".ts")
+        ? "application/typescript"
+        : "text/html";
+      const body = await Deno.readFile(`${folder}${path}`);
+      return new Response(body, { headers: { "content-type": type } });
+    },
+  );
+}
+
+/** Checks the status of each path `server` answers, then stops it: exit 0. */
+async function answersThenStops(
+  server: ServerProcess,
+  expected: [path: string, status: number][],
+) {
+  for (const [path, status] of expected) {
+    const response = await fetch(new URL(path, server.url));
+    await response.body?.cancel();
+    assertEquals(response.status, status, path);
+  }
+  server.kill("SIGTERM");
+  assertEquals((await server.exited()).code, 0);
+}
+
+for (const mode of ["serial", "concurrent", "parallel"]) {
+  Deno.test({
+    name:
+      `main.ts run from an http:// URL serves / and /lab in ${mode} mode, with no read permission`,
+    // Parallel mode needs reusePort (SO_REUSEPORT), which Deno has on Linux.
+    ignore: mode === "parallel" && Deno.build.os !== "linux",
+    fn: withDeadline(async () => {
+      await using files = serveFolder();
+      const script = `http://127.0.0.1:${files.addr.port}/main.ts`;
+      const parallel = mode === "parallel";
+      const args = [mode, ...(parallel ? ["--workers=2"] : [])];
+      await using server = await startServerProcess(args, {
+        script,
+        allowRead: "",
+        denoFlags: parallel ? ["--unstable-net"] : [],
+      });
+      assertEquals(server.mode, mode, server.listeningLine);
+      await answersThenStops(server, [["/", 200], ["/lab", 200], ["/x", 404]]);
+    }),
+  });
+}
+
+Deno.test(
+  "main.ts run from a URL where a page is missing says which, in one line, and exits 1",
+  withDeadline(async () => {
+    await using files = serveFolder(["404.html"]);
+    const origin = `http://127.0.0.1:${files.addr.port}`;
+    const { code, stdout, stderr } = await mainCommand(["--port=0"], {
+      script: `${origin}/main.ts`,
+      allowRead: "",
+    }).output();
+    assertEquals(code, 1);
+    assertEquals(decoder.decode(stdout), "");
+    assertEquals(
+      decoder.decode(stderr).replace(/^.*Download.*\n/gm, ""),
+      `error: Cannot load ${origin}/404.html: 404 Not Found\n`,
+    );
+  }),
+);
+
+Deno.test(
+  "main.ts copied with only the book's two pages serves them, says the lab is off, and answers /lab with 404",
+  withDeadline(async () => {
+    // .chromium/ is the one scratch folder the test task may write to.
+    await Deno.mkdir(`${folder}/.chromium`, { recursive: true });
+    const copy = await Deno.makeTempDir({ dir: `${folder}/.chromium` });
+    try {
+      for (const file of ["main.ts", "hello.html", "404.html"]) {
+        await Deno.copyFile(`${folder}/${file}`, `${copy}/${file}`);
+      }
+      await using server = await startServerProcess(["serial"], {
+        script: new URL(`file://${copy}/main.ts`).href,
+        allowRead: copy,
+      });
+      assert(
+        server.listeningLine.endsWith(
+          "(serial); lab.html, lab.js, or lab_analysis.js was not found, so the lab is off",
+        ),
+        server.listeningLine,
+      );
+      const lab404s: [string, number][] = [
+        ["/lab", 404],
+        ["/lab.js", 404],
+        ["/lab_analysis.js", 404],
+      ];
+      await answersThenStops(server, [["/", 200], ...lab404s]);
+    } finally {
+      await Deno.remove(copy, { recursive: true });
+    }
+  }),
+);
+
+Deno.test({
+  name: "./main.ts runs as a script, by its #! line",
+  ignore: Deno.build.os === "windows", // no #! lines there
+  fn: withDeadline(async () => {
+    const { code, stdout } = await new Deno.Command("sh", {
+      args: ["-c", "./main.ts --help"],
+      cwd: folder,
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    assertEquals(code, 0);
+    assertStringIncludes(decoder.decode(stdout), "Usage: main.ts ");
+  }),
+});
