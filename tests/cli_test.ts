@@ -247,43 +247,6 @@ Deno.test(
 );
 
 Deno.test(
-  "main.ts without read or net permission names one command with both, and that command starts it",
-  withDeadline(async (t) => {
-    const cases = [
-      ["no permission at all", [], "read the pages or listen on 127.0.0.1:0"],
-      ["read one page only", [
-        "--allow-net=127.0.0.1",
-        "--allow-read=hello.html",
-      ], "read the pages"],
-    ] as const;
-    for (const [name, flags, cannot] of cases) {
-      await t.step(name, async () => {
-        // As a person runs it: in the project folder, without deno.json.
-        const run = ["run", "--no-config", "--no-prompt", ...flags, "main.ts"];
-        const { code, stdout, stderr } = await new Deno.Command("deno", {
-          args: [...run, "--port=0"],
-          cwd: folder,
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        assertEquals(code, 1);
-        assertEquals(decoder.decode(stdout), "");
-        const command =
-          "deno run --allow-net=127.0.0.1 --allow-read=. main.ts --port=0";
-        assertEquals(
-          decoder.decode(stderr),
-          `error: No permission to ${cannot}; run: ${command}\n`,
-        );
-        // The command it names has everything: it starts and serves.
-        const [deno, ...args] = command.split(" ");
-        await using server = await spawnServer(deno, args, { cwd: folder });
-        assertEquals(await (await fetch(server.url)).text(), hello);
-      });
-    }
-  }),
-);
-
-Deno.test(
   "main.ts reports an address it cannot listen on in one line, no stack trace, and exits 1",
   withDeadline(async (t) => {
     for (
@@ -343,15 +306,43 @@ Deno.test({
 });
 
 Deno.test(
-  "main.ts without network permission names the command that works, with the user's own read permission",
+  "main.ts short of a permission names one command with read and net together, the user's own read flag kept, and that command starts it",
   withDeadline(async (t) => {
-    for (const allowRead of ["--allow-read=.", "--allow-read"]) {
-      await t.step(allowRead, async () => {
+    const cases = [
+      [
+        "no permission at all",
+        [],
+        "read the pages or listen on 127.0.0.1:0",
+        "--allow-read=.",
+      ],
+      [
+        "one page readable",
+        ["--allow-net=127.0.0.1", "--allow-read=hello.html"],
+        "read the pages",
+        "--allow-read=.",
+      ],
+      [
+        "--allow-read=. and no net",
+        ["--allow-read=."],
+        "listen on 127.0.0.1:0",
+        "--allow-read=.",
+      ],
+      [
+        "--allow-read and no net",
+        ["--allow-read"],
+        "listen on 127.0.0.1:0",
+        "--allow-read",
+      ],
+    ] as const;
+    for (const [name, flags, cannot, readFlag] of cases) {
+      await t.step(name, async () => {
+        // As a person runs it: in the project folder, without deno.json.
         const { code, stdout, stderr } = await new Deno.Command("deno", {
           args: [
             "run",
             "--no-config",
-            allowRead,
+            "--no-prompt",
+            ...flags,
             "main.ts",
             "serial",
             "--port=0",
@@ -362,10 +353,16 @@ Deno.test(
         }).output();
         assertEquals(code, 1);
         assertEquals(decoder.decode(stdout), "");
+        const command =
+          `deno run --allow-net=127.0.0.1 ${readFlag} main.ts serial --port=0`;
         assertEquals(
           decoder.decode(stderr),
-          `error: No permission to listen on 127.0.0.1:0; run: deno run --allow-net=127.0.0.1 ${allowRead} main.ts serial --port=0\n`,
+          `error: No permission to ${cannot}; run: ${command}\n`,
         );
+        // The command it names has everything: it starts and serves.
+        const [deno, ...args] = command.split(" ");
+        await using server = await spawnServer(deno, args, { cwd: folder });
+        assertEquals(await (await fetch(server.url)).text(), hello);
       });
     }
   }),
