@@ -1,6 +1,7 @@
 #!/usr/bin/env -S deno run --allow-net=127.0.0.1 --allow-read
-// The #! line allows every read where deno.json's tasks allow `.`: run as
-// ./main.ts, it may be started from any folder, and `.` would be that one.
+// Run as ./main.ts, the line above gives the permissions. It allows every
+// read, where deno.json's tasks allow only `.`: ./main.ts may be started
+// from any folder, and `.` would then be the wrong one.
 /**
  * One accept loop, two servers: `await handle(conn)` serves one client at a
  * time, a detached `handle(conn)` serves them all at once (and parallel mode
@@ -49,7 +50,10 @@ export async function serve(
   listener: Deno.Listener,
   options: ServeOptions,
 ): Promise<void> {
+  // `using`: whatever the server started is let go when serve() returns.
   using server = new Server(listener, options);
+  // handleOptions: what every handle() gets, checked once; open: the
+  // connections being handled now.
   const { mode, maxInFlight, handleOptions, open } = server;
   // As `for await (const conn of listener)`, but an accept that fails (out
   // of file descriptors, say) is logged and tried again, not the end.
@@ -99,8 +103,8 @@ export async function handle(
   conn: Connection,
   options: HandleOptions,
 ): Promise<void> {
-  // serve() hands over the open connections it keeps; on its own, handle()
-  // keeps this one, and lets go of its timer and listeners at the end.
+  // Plumbing, two lines: from serve(), join the connections it keeps open;
+  // called on its own, keep this one, and let go of it at the end.
   using alone = OPEN in options ? undefined : new OpenConnections(options);
   const open = alone ?? (options as FromServe)[OPEN];
   const exchange = open.add(conn);
@@ -1172,9 +1176,9 @@ ${lines.join("\n")}
   -h, --help           print this help
 
 Examples:
-  deno run --allow-net=127.0.0.1 --allow-read main.ts serial --sleep-ms 2000
-  deno run '--allow-net=[::1]' --allow-read main.ts --hostname ::1 --port 0
-  deno run --unstable-net --allow-net=127.0.0.1 --allow-read main.ts parallel`;
+  deno run --allow-net=127.0.0.1 --allow-read=. main.ts serial --sleep-ms 2000
+  deno run '--allow-net=[::1]' --allow-read=. main.ts --hostname ::1 --port 0
+  deno run --unstable-net --allow-net=127.0.0.1 --allow-read=. main.ts parallel`;
 }
 
 /**
@@ -1269,15 +1273,15 @@ async function main(args: readonly string[]): Promise<number> {
     return 0;
   }
   const { mode, hostname, port, workers, graceMs } = options;
-  const cannot = mode === "parallel" && whyNoParallelMode();
+  const cannot = (mode === "parallel" && whyNoParallelMode()) ||
+    // Before Deno asks for each permission in turn: one command for all.
+    missingPermissions(options, args);
   if (cannot) return fail(cannot);
   try {
     pages = await loadPages();
     listener = listen(hostname, port, mode === "parallel");
   } catch (error) {
-    return fail(
-      missingPermissions(options, args) ?? whyNotStarted(error, options),
-    );
+    return fail(whyNotStarted(error, options));
   }
   const url = `http://${bracketed(hostname)}:${listener.addr.port}/`;
   const how = mode === "parallel"
@@ -1417,7 +1421,7 @@ function missingPermissions(
     ...(mode === "parallel" ? ["--unstable-net"] : []),
     hostname.includes(":") ? `'${net}'` : net, // zsh would glob [::1]
     canRead ? readFlagGiven(folder) : readFlagNeeded(folder!),
-    "main.ts",
+    folder === Deno.cwd() ? "main.ts" : import.meta.filename ?? import.meta.url,
     ...args,
   ];
   const what = cannot.filter((it) => it !== true).join(" or ");

@@ -299,7 +299,7 @@ Deno.test({
       assertEquals(
         decoder.decode(stderr),
         // Quoted: zsh would take [::1] for a pattern of file names.
-        `error: No permission to listen on [::1]:0; run: deno run '--allow-net=[::1]' --allow-read=${folder} main.ts --hostname=::1 --port=0\n`,
+        `error: No permission to listen on [::1]:0; run: deno run '--allow-net=[::1]' --allow-read=${folder} ${folder}/main.ts --hostname=::1 --port=0\n`,
       );
     });
   }),

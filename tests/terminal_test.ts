@@ -156,3 +156,32 @@ Deno.test({
     assertNotMatch(output, /Stopped/);
   }),
 });
+
+Deno.test({
+  name:
+    "main.ts with no permission flags in a terminal names one command for all of them, before Deno asks for any",
+  ignore: noScript,
+  fn: withDeadline(async () => {
+    // In a terminal Deno would ask for each page and the port in turn.
+    const { code, stdout } = await new Deno.Command("script", {
+      args: [
+        "-qfec",
+        "deno run --no-config main.ts serial --port=0",
+        "/dev/null",
+      ],
+      cwd: folder,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assertEquals(code, 1);
+    const printed = new TextDecoder().decode(stdout).replace(/\r/g, "");
+    assertNotMatch(printed, /Allow\?|Requires|\[y\/n/);
+    assertEquals(
+      printed.trim().split("\n").filter((line) => !/^Download /.test(line)),
+      [
+        "error: No permission to read the pages or listen on 127.0.0.1:0; run: deno run --allow-net=127.0.0.1 --allow-read=. main.ts serial --port=0",
+      ],
+    );
+  }),
+});
