@@ -1,7 +1,6 @@
 #!/usr/bin/env -S deno run --allow-net=127.0.0.1 --allow-read
 // Run as ./main.ts, the line above gives the permissions. It allows every
-// read, where deno.json's tasks allow only `.`: ./main.ts may be started
-// from any folder, and `.` would then be the wrong one.
+// read, where deno.json's tasks allow only `.`: it may start in any folder.
 /**
  * One accept loop, two servers: `await handle(conn)` serves one client at a
  * time, a detached `handle(conn)` serves them all at once (and parallel mode
