@@ -377,3 +377,16 @@ function forwarding<T extends object>(target: T, replaced: Partial<T>): T {
     },
   });
 }
+
+/**
+ * The trace of a /sleep and then a / in concurrent mode: `#2` is accepted,
+ * read and done while `#1` sleeps.
+ */
+export const CONCURRENT_TRACE: readonly string[] = [
+  "#1 accepted",
+  "#1 head: GET /sleep",
+  "#2 accepted",
+  "#2 head: GET /",
+  "#2 done: GET / 200",
+  "#1 done: GET /sleep 200",
+];
