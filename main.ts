@@ -18,10 +18,15 @@ import { delay } from "jsr:@std/async@^1.5.0/delay";
 import { parseArgs } from "jsr:@std/cli@^1.0.32/parse-args";
 // deno-lint-ignore no-import-prefix
 import { STATUS_TEXT, type StatusCode } from "jsr:@std/http@^1.1.3/status";
+// deno-lint-ignore no-import-prefix
+import { closestString } from "jsr:@std/text@^1.0.19/closest-string";
+// deno-lint-ignore no-import-prefix
+import { levenshteinDistance } from "jsr:@std/text@^1.0.19/levenshtein-distance";
 
 // ===========================================================================
-// 1. The lesson: serve(), handle() and the routes. Read this first; every
-// later section is plumbing that a first reading may skip.
+// 1. The lesson: serve(), handle() and the routes. Read this first; the
+// sections after it are what they call, and a first reading may skip all of
+// them but the next, which says what serve() and handle() take.
 // ===========================================================================
 
 /**
@@ -35,12 +40,15 @@ import { STATUS_TEXT, type StatusCode } from "jsr:@std/http@^1.1.3/status";
  *
  * @example Serve until stopped
  * ```ts
+ * import { assertEquals } from "@std/assert";
+ *
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const stop = new AbortController();
  * const pages = await loadPages();
  * const served = serve(listener, { mode: "serial", pages, stop: stop.signal, log() {} });
  * const response = await fetch(`http://127.0.0.1:${listener.addr.port}/`);
- * console.assert(response.status === 200, await response.text());
+ * assertEquals(response.status, 200);
+ * await response.body?.cancel();
  * stop.abort();
  * await served;
  * ```
@@ -51,23 +59,22 @@ export async function serve(
 ): Promise<void> {
   // `using`: whatever the server started is let go when serve() returns.
   using server = new Server(listener, options);
-  // handleOptions: what every handle() gets, checked once; open: the
-  // connections being handled now.
-  const { mode, maxInFlight, handleOptions, open } = server;
+  // open: the connections being handled now, with the options for each.
+  const { mode, maxInFlight, open } = server;
   // As `for await (const conn of listener)`, but an accept that fails (out
   // of file descriptors, say) is logged and tried again, not the end.
   for await (const conn of server.accepted()) {
     if (mode === "serial") {
       // The loop waits here until this client is done. Meanwhile nothing
       // accepts: later clients wait in the kernel's backlog.
-      await handle(conn, handleOptions);
+      await handleConnection(conn, open);
     } else {
       // No await. Unlike a Rust future, which does nothing until polled, a
-      // promise's work starts when it is called: handle() runs up to its
-      // first await (the first read), so this client is being served when
-      // the loop goes back to accept the next. No spawn is needed, and a
+      // promise's work starts when it is called: it runs up to its first
+      // await (the first read), so this client is being served when the
+      // loop goes back to accept the next. No spawn is needed, and a
       // forgotten await gives no warning.
-      handle(conn, handleOptions);
+      handleConnection(conn, open);
       // With a limit, a full house waits for one client to finish first.
       if (open.size >= maxInFlight) await open.oneClosed();
     }
@@ -78,9 +85,10 @@ export async function serve(
 /**
  * Reads one HTTP/1.x request from `conn`, answers it (the routes are just
  * below), closes `conn` and logs one line: the request, the status and the
- * time taken, or what went wrong.
+ * time from the request's first byte to its answer, or what went wrong.
  *
- * @param conn The accepted connection; closed before the promise settles.
+ * @param conn The accepted connection; closed by the time the promise
+ * settles, whether it resolves or rejects.
  * @param options The pages; the rest default to {@linkcode DEFAULTS}.
  * @returns A promise that resolves once `conn` is closed. It never rejects
  * for what a client does (a client that vanished or stalled is logged), so
@@ -89,12 +97,17 @@ export async function serve(
  *
  * @example Answer one connection
  * ```ts
+ * import { assertEquals, assertMatch } from "@std/assert";
+ *
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const responding = fetch(`http://127.0.0.1:${listener.addr.port}/nowhere`);
  * const logs: string[] = [];
  * const conn = await listener.accept();
  * await handle(conn, { pages: await loadPages(), log: (l) => logs.push(l) });
- * console.assert((await responding).status === 404, logs[0]);
+ * const response = await responding;
+ * assertEquals(response.status, 404);
+ * await response.body?.cancel();
+ * assertMatch(logs[0], /^GET \/nowhere 404 \(\d+ ms\)$/);
  * listener.close();
  * ```
  */
@@ -102,38 +115,64 @@ export async function handle(
   conn: Connection,
   options: HandleOptions,
 ): Promise<void> {
-  // Plumbing, two lines: from serve(), join the connections it keeps open;
-  // called on its own, keep this one, and let go of it at the end.
-  using alone = OPEN in options ? undefined : new OpenConnections(options);
-  const open = alone ?? (options as FromServe)[OPEN];
+  // On its own, the connection is the only one in its list.
+  using open = newOpenConnections(conn, options);
+  await handleConnection(conn, open);
+}
+
+/** handle(), for a connection that joins the list `open` of serve() or handle(). */
+async function handleConnection(
+  conn: Connection,
+  open: OpenConnections,
+): Promise<void> {
   const exchange = open.add(conn);
-  let outcome: string;
+  let outcome: Outcome;
   try {
-    outcome = String(await answer(exchange));
-    if (exchange.unread) await drain(conn).catch(() => {});
+    outcome = await answer(exchange);
   } catch (error) {
     // A stop, a stalled write or a client gone: the log says which.
     const { ended } = exchange;
-    outcome = ended ? ENDED[ended] : `failed: ${describe(error)}`;
+    outcome = { none: ended ? ENDED[ended] : `failed: ${describe(error)}` };
+  }
+  // The request's time, from its first byte to its answer: not the drain.
+  const startedAt = exchange.started ?? exchange.accepted;
+  const elapsedMs = Math.round(
+    (exchange.answered ?? performance.now()) - startedAt,
+  );
+  const what = "status" in outcome ? outcome.status : outcome.none;
+  const line = `${exchange.requestLine} ${what} (${elapsedMs} ms)`;
+  try {
+    if ("status" in outcome && outcome.unread) await drain(conn);
+  } catch {
+    // A client gone while drained already has its answer.
   } finally {
     closeQuietly(conn);
     open.remove(exchange);
   }
-  const elapsedMs = Math.round(performance.now() - exchange.started);
-  const line = `${exchange.requestLine} ${outcome} (${elapsedMs} ms)`;
   open.log(line);
   open.trace?.(`#${exchange.number} done: ${line}`);
 }
 
-/** The routes. Returns the status sent, or why none was. */
-async function answer(exchange: Exchange): Promise<StatusCode | string> {
+/**
+ * What answer() did: the status it sent, and whether the client may still be
+ * sending (a body, or more head); or why it sent none.
+ */
+type Outcome = { status: StatusCode; unread: boolean } | { none: string };
+
+/** The routes: reads the request, answers it, and says what it did. */
+async function answer(exchange: Exchange): Promise<Outcome> {
   const head = await readHead(exchange);
-  if (head === "closed") return "closed by the client before a whole request";
-  if (head === "too large") return await send(exchange, 431);
-  const request = parseHead(head, exchange);
+  if (head === "closed") {
+    return { none: "closed by the client before a whole request" };
+  }
+  const request = parseHead(head);
+  exchange.request = request;
   const { open } = exchange;
   open.trace?.(`#${exchange.number} head: ${exchange.requestLine}`);
-  if (request.error) return await send(exchange, request.error);
+  const unread = head.unread || request.bodyFollows;
+  if (request.error) {
+    return { status: await send(exchange, request.error), unread };
+  }
   const { sleepMs, drop, pages } = open.options;
   if (request.path === "/sleep") {
     // A timer: in concurrent mode the thread serves other clients
@@ -144,39 +183,211 @@ async function answer(exchange: Exchange): Promise<StatusCode | string> {
     const until = performance.now() + sleepMs;
     while (performance.now() < until); // the async book's warning
   }
-  return await send(exchange, pageFor(request.path, pages));
+  const status = await send(exchange, pageFor(request.path, pages));
+  return { status, unread };
 }
 
 // ===========================================================================
-// 2. One connection, from its first read to its close: reading and parsing
-// the request head (RFC 9112, for a server that reads no bodies), then
-// writing the response. Skip it unless you want the HTTP details.
+// 2. What serve() and handle() take: their options, the connection, the
+// pages and loadPages(). Read it to use main.ts from your own script; the
+// defaults themselves are in section 5.
 // ===========================================================================
 
-/** One connection while handle() has it. */
+/**
+ * How the accept loop treats each connection: `"serial"` or `"concurrent"`.
+ *
+ * @example The mode from the arguments
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ *
+ * const mode: Mode = ["serial"].includes("serial") ? "serial" : "concurrent";
+ * assertEquals(mode, "serial");
+ * ```
+ */
+export type Mode = "serial" | "concurrent";
+
+/**
+ * Options for {@linkcode handle}; all but `pages` have defaults
+ * ({@linkcode DEFAULTS}); `deno run main.ts --help` says what each means.
+ *
+ * @example Short limits, for a test
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: HandleOptions = { pages: await loadPages(), sleepMs: 10 };
+ * assertEquals(options.headTimeoutMs ?? DEFAULTS.headTimeoutMs, 5000);
+ * ```
+ */
+export interface HandleOptions {
+  /** The pages to send; see {@linkcode loadPages}. */
+  pages: Pages;
+  /** How long `/sleep` waits, and `/block` spins, in milliseconds. */
+  sleepMs?: number;
+  /** How long a client has to send its request head, in ms; then 408. */
+  headTimeoutMs?: number;
+  /** How long a write may make no progress, in ms; then the connection ends. */
+  sendTimeoutMs?: number;
+  /** The largest request head accepted, in bytes; a larger one gets 431. */
+  maxHeadBytes?: number;
+  /** Where the one line per connection goes. Defaults to `console.log`. */
+  log?: (line: string) => void;
+  /** Once aborted, a connection still waiting for its head is closed. */
+  stop?: AbortSignal;
+  /** Once aborted, the request is dropped: its connection closed at once. */
+  drop?: AbortSignal;
+}
+
+/**
+ * Options for {@linkcode serve}; all but `mode` and `pages` have defaults.
+ *
+ * @example Concurrent, at most 100 at once, quiet
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ *
+ * const pages = await loadPages();
+ * const options: ServeOptions = { mode: "concurrent", pages, maxInFlight: 100, quiet: true };
+ * assertEquals(options.graceMs ?? DEFAULTS.graceMs, 10_000);
+ * ```
+ */
+export interface ServeOptions extends HandleOptions {
+  /** Whether the accept loop awaits each connection or detaches it. */
+  mode: Mode;
+  /** Concurrent mode: how many are served at once; 1 is serial mode. */
+  maxInFlight?: number;
+  /** No line per connection; the server's own events are still logged. */
+  quiet?: boolean;
+  /** Logs each connection by number as it is accepted, read and done. */
+  trace?: boolean;
+  /** Once stopped, how long requests in flight have to finish, in ms. */
+  graceMs?: number;
+  /** Stops the server: no new connections, `graceMs` for those in flight. */
+  stop?: AbortSignal;
+  /** Once aborted, what is still in flight is dropped at once. */
+  drop?: AbortSignal;
+}
+
+/**
+ * What {@linkcode handle} needs of a connection: a socket, or a fake one.
+ *
+ * @example A Deno.Conn is one
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ *
+ * const written = (conn: Connection) => conn.write(new Uint8Array(3));
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * using _client = await Deno.connect({ port: listener.addr.port });
+ * using conn = await listener.accept();
+ * assertEquals(await written(conn), 3);
+ * ```
+ */
+export type Connection =
+  & Pick<Deno.Conn, "read" | "write" | "close">
+  & Partial<Pick<Deno.Conn, "closeWrite">>;
+
+/**
+ * The pages the server sends, as bytes ready to write: see {@linkcode loadPages}.
+ *
+ * @example The book's two pages, without the lab (`/lab` answers 404)
+ * ```ts
+ * import { assert } from "@std/assert";
+ *
+ * const { hello, notFound }: Pages = await loadPages();
+ * assert(hello.byteLength > 0 && notFound.byteLength > 0);
+ * ```
+ */
+export interface Pages {
+  /** Sent for `/`, `/sleep` and `/block` (hello.html). */
+  hello: Uint8Array;
+  /** Sent, with status 404, for any other path (404.html). */
+  notFound: Uint8Array;
+  /** Sent for `/lab`, the experiment in the browser (lab.html), if there. */
+  lab?: Uint8Array;
+  /** Sent for `/lab.js`, the experiment's script (lab.js), if there. */
+  labScript?: Uint8Array;
+  /** Sent for `/lab_analysis.js`, what lab.js makes of a run, if there. */
+  labAnalysis?: Uint8Array;
+}
+
+/**
+ * Loads the pages beside this module, wherever it is: a folder (`file:`), a
+ * web server (`http:`, `https:`) or JSR. The book's two pages are enough:
+ * without all of the lab's files (`lab.html`, `lab.js`, `lab_analysis.js`),
+ * the lab is left out and `/lab` answers 404.
+ *
+ * @param folder Where the pages are, as a URL ending in `/`.
+ * @returns The pages, as bytes.
+ * @throws {Error} One line with the URL of `hello.html` or `404.html`, if
+ * either cannot be loaded.
+ *
+ * @example Load the pages next to main.ts
+ * ```ts
+ * import { assertStringIncludes } from "@std/assert";
+ *
+ * const pages = await loadPages();
+ * const hello = new TextDecoder().decode(pages.hello);
+ * assertStringIncludes(hello, "<h1>Hello!</h1>");
+ * ```
+ */
+export async function loadPages(
+  folder: URL = new URL("./", import.meta.url),
+): Promise<Pages> {
+  const pages: Partial<Pages> = {};
+  for (const page of pageNames) {
+    const url = new URL(PAGES[page].file, folder);
+    try {
+      const response = await fetch(url);
+      if (response.ok) pages[page] = await response.bytes();
+      else {
+        await response.body?.cancel();
+        throw new Error(`${response.status} ${response.statusText}`);
+      }
+    } catch (error) {
+      // Deno's fetch() says "(os error 2)" for a file that is not there.
+      const missing = /^404 |\(os error 2\)/.test((error as Error).message);
+      if (LAB.includes(page) && missing) continue;
+      throw new Error(`Cannot load ${url}: ${(error as Error).message}`);
+    }
+  }
+  if (LAB.some((page) => !pages[page])) {
+    LAB.forEach((page) => delete pages[page]); // half a lab is none
+  }
+  return pages as Pages;
+}
+
+// ===========================================================================
+// 3. One connection, from its first read to its close: reading and parsing
+// the request head (RFC 9112, for a server that reads no bodies), writing
+// the response, and draining what the client still sends. Skip it unless
+// you want the HTTP details.
+// ===========================================================================
+
+/** One connection while handle() has it; each field says who writes it. */
 class Exchange {
   readonly accepted: number = performance.now();
-  /** When the request's first byte came: its time counts from there. */
-  started: number = this.accepted;
-  /** Method and target, once read: the start of its log line. */
-  requestLine = "-";
-  /** False for HEAD: the response's head only. */
-  withBody = true;
-  /** Whether the client may still be sending: a body, or more head. */
-  unread = false;
-  /** What it waits for, until when (see OpenConnections' wait()). */
-  waiting: "head" | "write" | undefined;
-  deadline = Infinity;
-  /** Where it stands in the list of open connections. */
-  index = -1;
-  /** Why it was ended early, if it was. */
+  /** readHead(): when the request's first byte came, if it has. */
+  started: number | undefined;
+  /** readHead(): the bytes of the head read so far. */
+  received: Uint8Array = new Uint8Array(0);
+  /** answer(): the request, once its head is read and parsed. */
+  request: Request | undefined;
+  /** send(): when the answer's last byte was written. */
+  answered: number | undefined;
+  /** end(): why it was ended early, if it was. */
   ended: keyof typeof ENDED | undefined;
   constructor(
     readonly conn: Connection,
     readonly open: OpenConnections,
     /** Its number in the trace: the order it came in. */
     readonly number: number,
+    /** Where it stands in the list of open connections (the list's). */
+    public index: number,
   ) {}
+
+  /** Method and target for the log line, or `-` before they are known. */
+  get requestLine(): string {
+    const request = this.request;
+    return request?.method ? `${request.method} ${request.target}` : "-";
+  }
 
   /**
    * Closes the connection for `why`: a pending read or write then fails.
@@ -191,19 +402,27 @@ class Exchange {
 /** What the log line says of a connection ended early, by why. */
 const ENDED = {
   timeout: "408",
+  silent: "closed: sent nothing within the head timeout",
   shutdown: "closed at shutdown before a whole request",
   stalled: "closed: a write made no progress for the send timeout",
   dropped: "dropped before it was done",
 } as const;
 
+/** A head as read: its bytes, whether whole, and whether more came after. */
+interface Head {
+  bytes: Uint8Array;
+  /** False when it grew past maxHeadBytes: a 431. */
+  whole: boolean;
+  /** Whether bytes came after it, or the client is still sending it. */
+  unread: boolean;
+}
+
 /**
- * Reads up to the blank line that ends the head, or says why it can't: the
- * client closed, or the head is too large (431). When the head timeout or a
- * stop closes the connection (see OpenConnections), the read fails.
+ * Reads up to the blank line that ends the head, or says the client closed
+ * first. When the head timeout or a stop closes the connection (see
+ * OpenConnections), the read fails.
  */
-async function readHead(
-  exchange: Exchange,
-): Promise<Uint8Array | "closed" | "too large"> {
+async function readHead(exchange: Exchange): Promise<Head | "closed"> {
   const { conn, open } = exchange;
   const { maxHeadBytes, headTimeoutMs } = open.options;
   open.wait(exchange, "head", headTimeoutMs);
@@ -211,8 +430,10 @@ async function readHead(
   try {
     for (let length = 0;;) {
       if (length === buffer.length) {
-        exchange.unread = true; // if too large, the client is still sending
-        if (length >= maxHeadBytes) return "too large";
+        // Too large: the client is still sending it.
+        if (length >= maxHeadBytes) {
+          return { bytes: buffer, whole: false, unread: true };
+        }
         const larger = new Uint8Array(Math.min(length * 2, maxHeadBytes));
         larger.set(buffer);
         buffer = larger;
@@ -220,16 +441,21 @@ async function readHead(
       const read = await conn.read(length ? buffer.subarray(length) : buffer);
       if (exchange.ended) throw new Deno.errors.Interrupted(exchange.ended);
       if (read === null) return "closed";
-      if (length === 0) exchange.started = performance.now();
+      exchange.started ??= performance.now();
       // The blank line may straddle two reads, so look back a little.
       const end = findHeadEnd(buffer, Math.max(0, length - 3));
       length += read;
+      exchange.received = buffer.subarray(0, length);
       if (end === -1) continue;
-      exchange.unread = end < length; // a body, or a second request
-      return buffer.subarray(0, end);
+      // After the head: a body, or a second request.
+      return {
+        bytes: buffer.subarray(0, end),
+        whole: true,
+        unread: end < length,
+      };
     }
   } finally {
-    exchange.waiting = undefined;
+    open.ready(exchange);
   }
 }
 
@@ -250,38 +476,54 @@ const [LF, CR] = [0x0a, 0x0d];
 const REQUEST_LINE =
   /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([!-~]+) HTTP\/(\d)\.(\d)\r?$/;
 const FIELD_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):([\t -~\u0080-\uffff]*)\r?$/;
+/**
+ * A line that announces a body, read leniently, since a head refused for
+ * another line, or for this one, may still be followed by its body.
+ */
+const ANNOUNCES_BODY =
+  /^[\t ]*(transfer-encoding[\t ]*:|content-length[\t ]*:(?![\t ]*0*[\t ]*\r?$))/i;
 
 /** The methods RFC 9110 defines, and PATCH (RFC 5789): others get 501. */
 const KNOWN_METHODS = "GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH"
   .split(" ");
 
 /**
+ * A request head as parseHead() read it: the method and target when the
+ * request line is one, whether a body follows, and then either the path to
+ * answer or the error status that answers it.
+ */
+type Request =
+  & { method?: string; target?: string; bodyFollows: boolean }
+  & ({ error: ErrorStatus; path?: never } | { error?: never; path: string });
+
+/**
  * Parses a head as RFC 9112 asks of a server that reads no bodies: HTTP/1.1
  * and later 1.x need exactly one Host; Content-Length must be one number;
  * chunked is the only transfer coding understood, so any other gets 501.
- * Notes on `exchange` the request line, HEAD, and whether a body follows.
+ * A head that is not `whole` (too large) gets 431, with what could be read.
  */
-function parseHead(
-  head: Uint8Array,
-  exchange: Exchange,
-): { error: ErrorStatus; path?: never } | { error?: never; path: string } {
-  const [requestLine, ...fieldLines] = decoder.decode(head)
+function parseHead({ bytes, whole }: Head): Request {
+  const lines = decoder.decode(bytes)
     .replace(/^\r?\n/, "") // one empty line before the request line
-    .split("\n").slice(0, -2); // the empty line that ends the head, and after
+    .split("\n");
+  // The empty line that ends a whole head, and after it; or the cut line.
+  lines.splice(whole ? -2 : -1);
+  const [requestLine = "", ...fieldLines] = lines;
+  const bodyFollows = fieldLines.some((line) => ANNOUNCES_BODY.test(line));
   const match = REQUEST_LINE.exec(requestLine);
-  if (match === null) return { error: 400 };
+  if (match === null) return { error: whole ? 400 : 431, bodyFollows };
   const [, method, target, major, minor] = match;
-  exchange.requestLine = `${method} ${target}`;
-  exchange.withBody = method !== "HEAD";
+  const request = { method, target, bodyFollows };
+  if (!whole) return { ...request, error: 431 };
   // HTTP/1.2 and later minor versions are read as 1.1 (RFC 9110 §2.5).
-  if (major !== "1") return { error: 505 };
+  if (major !== "1") return { ...request, error: 505 };
 
   let hosts = 0;
   const lengths: string[] = [];
   const codings: string[] = [];
   for (const fieldLine of fieldLines) {
     const field = FIELD_LINE.exec(fieldLine);
-    if (field === null) return { error: 400 };
+    if (field === null) return { ...request, error: 400 };
     const [, name, value] = field;
     // Only three names matter; most fields are skipped by their length.
     if (name.length === 4 && name.toLowerCase() === "host") hosts++;
@@ -291,17 +533,16 @@ function parseHead(
       name.length === 17 && name.toLowerCase() === "transfer-encoding"
     ) codings.push(...value.split(","));
   }
-  exchange.unread ||= codings.length > 0 || lengths.some((l) => +l > 0);
   // OPTIONS * asks about the server as a whole (RFC 9112 §3.2.4).
   const path = method === "OPTIONS" && target === "*" ? "*" : pathOf(target);
   if (
     hosts > 1 || (minor !== "0" && hosts === 0) || !path ||
     !validLength(lengths) || (codings.length > 0 && lengths.length > 0)
-  ) return { error: 400 };
+  ) return { ...request, error: 400 };
   const codingError = checkCodings(codings);
-  if (codingError) return { error: codingError };
-  if (method === "GET" || method === "HEAD") return { path };
-  return { error: KNOWN_METHODS.includes(method) ? 405 : 501 };
+  if (codingError) return { ...request, error: codingError };
+  if (method === "GET" || method === "HEAD") return { ...request, path };
+  return { ...request, error: KNOWN_METHODS.includes(method) ? 405 : 501 };
 }
 
 /** Whether Content-Length's values, if any, are one number (RFC 9110 §8.6). */
@@ -326,12 +567,15 @@ function checkCodings(values: string[]): 400 | 501 | undefined {
   if (codings.length !== 1) return 400;
 }
 
-/** The path of a target in origin (`/a?b`) or absolute form, if either. */
+/**
+ * The path of a target, as sent, in origin form (`/a?b`) or absolute form
+ * (`http://host/a?b`), if it is either: one rule for both, so neither has
+ * its dot segments removed nor its percent-encoding undone.
+ */
 function pathOf(target: string): string | undefined {
   if (target.startsWith("/")) return target.split("?", 1)[0];
-  if (/^https?:\/\//i.test(target) && URL.canParse(target)) {
-    return new URL(target).pathname;
-  }
+  const absolute = /^https?:\/\/[^/?#]*(\/[^?#]*)?/i.exec(target);
+  if (absolute && URL.canParse(target)) return absolute[1] ?? "/";
 }
 
 /** The statuses sent with a short plain-text body that names them. */
@@ -356,17 +600,19 @@ async function send(
     open.wait(exchange, "write", sendTimeoutMs);
     written += await conn.write(written ? bytes.subarray(written) : bytes);
   }
-  exchange.waiting = undefined;
+  open.ready(exchange);
+  exchange.answered = performance.now();
   return status;
 }
 
 /**
  * A whole response in one buffer: the head, whose Server-Timing says how
  * long the connection sat idle before its first byte and how long the
- * request has taken since, then the body (none for HEAD).
+ * request has taken since, then the body, but never for HEAD (RFC 9110
+ * §9.3.2), whatever the status.
  */
 function response(
-  { accepted, started, withBody, open }: Exchange,
+  { accepted, started = accepted, received, open }: Exchange,
   status: StatusCode,
   type: string,
   body: Uint8Array,
@@ -380,6 +626,7 @@ function response(
     "Connection: close\r\n" +
     `Server-Timing: ${open.serverTiming}` +
     `idle;dur=${idle}, handle;dur=${handling}\r\n\r\n`;
+  const withBody = !asksForHead(received);
   // The head is ASCII: one byte a character.
   const bytes = open.take(head.length + (withBody ? body.byteLength : 0));
   encoder.encodeInto(head, bytes);
@@ -388,51 +635,57 @@ function response(
 }
 
 /**
- * After the answer, reads and drops what the client still sends, for a
- * bounded time: closing with bytes unread would reset the connection, and
- * the client could lose its answer. The write side is closed first, so the
- * client sees the response end (RFC 9112 §9.6).
+ * Whether a head, whole or not, starts with the method HEAD: read from the
+ * bytes, so that a head too large (431) or too slow (408) is judged too.
+ */
+function asksForHead(head: Uint8Array): boolean {
+  const from = head[0] === LF ? 1 : head[0] === CR && head[1] === LF ? 2 : 0;
+  return HEAD_METHOD.every((byte, i) => head[from + i] === byte);
+}
+const HEAD_METHOD = [..."HEAD "].map((c) => c.charCodeAt(0));
+
+/**
+ * After the answer, reads and drops what the client still sends, for
+ * TUNING.drainMs at most however much comes: closing with bytes unread
+ * would reset the connection, and a client still sending would lose its
+ * answer. The write side is closed first, so that the client sees the
+ * response end (RFC 9112 §9.6). Bounded by time, not bytes, as nginx's
+ * lingering close is: a client uploading more than any byte bound still
+ * gets its answer, and one that sends for ever is closed all the same.
  */
 async function drain(conn: Connection): Promise<void> {
   await conn.closeWrite?.();
   using _late = timeout(TUNING.drainMs, () => closeQuietly(conn));
   const buffer = new Uint8Array(16 * 1024);
-  for (let total = 0; total < TUNING.drainBytes;) {
-    const read = await conn.read(buffer);
-    if (read === null) return;
-    total += read;
-  }
+  while (await conn.read(buffer) !== null);
 }
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 // ===========================================================================
-// 3. What serve() keeps: the open connections, their one timer, the stop.
+// 4. What serve() keeps: the open connections, their one timer, the stop.
 // Skip it unless you want to know how a server ends every connection it
 // starts, and what that costs.
 // ===========================================================================
 
 /**
- * What one serve() call keeps besides its loop: the options each handle()
- * is given, the open connections, and the stop. On `stop` the listener
- * closes, connections still waiting for their head close, and the grace
- * period starts; at its end, or on `drop`, whatever is in flight is dropped.
+ * What one serve() call keeps besides its loop: the open connections, with
+ * the options for each, and the stop. On `stop` the listener closes,
+ * connections still waiting for their head close, and the grace period
+ * starts; at its end, or on `drop`, whatever is in flight is dropped.
  */
 class Server extends DisposableStack {
   readonly mode: Mode;
   readonly maxInFlight: number;
   readonly open: OpenConnections;
-  /** What each handle() is given: the options, and where to join. */
-  readonly handleOptions: FromServe;
   readonly #listener: Deno.Listener;
   readonly #log: (line: string) => void;
 
   constructor(listener: Deno.Listener, options: ServeOptions) {
     super();
     checkOptions(options, "serve");
-    const { mode, maxInFlight, graceMs, quiet, trace, worker, drop, ...rest } =
-      options;
+    const { mode, maxInFlight, graceMs, quiet, trace, drop, ...rest } = options;
     this.mode = mode;
     this.maxInFlight = maxInFlight ?? DEFAULTS.maxInFlight;
     this.#listener = listener;
@@ -443,11 +696,15 @@ class Server extends DisposableStack {
       log: quiet || trace ? () => {} : this.#log,
       drop: dropping.signal,
     };
-    this.open = this.use(new OpenConnections(perConnection));
+    // Parallel mode names each worker by its number (see serveInWorkers).
+    const worker = "WorkerGlobalScope" in globalThis ? self.name : "";
     const metrics = worker ? `parallel, worker;desc=${worker}` : mode;
-    this.open.serverTiming = `mode;desc=${metrics}, `;
-    if (trace) this.open.trace = this.#log;
-    this.handleOptions = { ...perConnection, [OPEN]: this.open };
+    this.open = this.use(
+      new OpenConnections(perConnection, {
+        serverTiming: `mode;desc=${metrics}, `,
+        trace: trace ? this.#log : undefined,
+      }),
+    );
 
     const dropAll = (why: string) => {
       const count = this.open.size;
@@ -497,10 +754,21 @@ type Settled =
   & HandleOptions
   & Required<Omit<HandleOptions, "log" | "stop" | "drop">>;
 
-/** Where serve() puts its open connections in the options of handle(). */
-const OPEN: unique symbol = Symbol("the open connections to join");
-/** What serve() gives handle(): a key no user can write, so no option. */
-type FromServe = HandleOptions & { [OPEN]: OpenConnections };
+/**
+ * For handle() on its own: a list for `conn` alone, with `options` checked.
+ * A mistake in them closes `conn` too, so that a detached call leaks nothing.
+ */
+function newOpenConnections(
+  conn: Connection,
+  options: HandleOptions,
+): OpenConnections {
+  try {
+    return new OpenConnections(options);
+  } catch (error) {
+    closeQuietly(conn);
+    throw error;
+  }
+}
 
 /**
  * The connections that handle() has open, with their options: one list,
@@ -516,16 +784,19 @@ class OpenConnections implements Disposable {
   readonly options: Settled;
   /** Where each connection's line goes; a log that fails loses it. */
   readonly log: (line: string) => void;
-  /** serve() sets: the metrics before `idle` and `handle` in Server-Timing. */
-  serverTiming = "";
-  /** serve() sets, with `trace`: logs each connection by number. */
-  trace?: (line: string) => void;
+  /** The metrics before `idle` and `handle` in Server-Timing. */
+  readonly serverTiming: string;
+  /** With serve()'s `trace`: logs each connection by number. */
+  readonly trace: ((line: string) => void) | undefined;
   /**
    * An array where one leaving moves the last into its place, not a Set,
    * because a Set kept them alive long enough for V8 to promote them: see
    * docs/benchmarks.md#the-list-of-open-connections.
    */
   readonly #open: Exchange[] = [];
+  /** What each connection waits for, and until when: at its index. */
+  readonly #waiting: ("head" | "write" | undefined)[] = [];
+  readonly #deadline: number[] = [];
   #count = 0;
   #wake = () => {};
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -533,7 +804,13 @@ class OpenConnections implements Disposable {
   readonly #cleanup = new DisposableStack();
 
   /** Keeps connections with `options`, which it checks. */
-  constructor(options: HandleOptions) {
+  constructor(
+    options: HandleOptions,
+    { serverTiming = "", trace }: {
+      serverTiming?: string;
+      trace?: (line: string) => void;
+    } = {},
+  ) {
     checkOptions(options, "handle");
     const settled: HandleOptions & Record<string, unknown> = { ...options };
     for (const [name, option] of Object.entries(OPTIONS)) {
@@ -541,6 +818,8 @@ class OpenConnections implements Disposable {
     }
     this.options = settled as Settled;
     this.log = safely(options.log ?? console.log);
+    this.serverTiming = serverTiming;
+    this.trace = trace;
     this.#cleanup.use(
       onAbort(options.stop, () => this.#end("head", "shutdown")),
     );
@@ -554,9 +833,12 @@ class OpenConnections implements Disposable {
 
   /** Keeps `conn` until remove(), unless already stopped. */
   add(conn: Connection): Exchange {
-    const exchange = new Exchange(conn, this, ++this.#count);
+    const index = this.#open.length;
+    const exchange = new Exchange(conn, this, ++this.#count, index);
     this.trace?.(`#${exchange.number} accepted`);
-    exchange.index = this.#open.push(exchange) - 1;
+    this.#open.push(exchange);
+    this.#waiting.push(undefined);
+    this.#deadline.push(Infinity);
     const { stop, drop } = this.options;
     if (drop?.aborted) exchange.end("dropped");
     else if (stop?.aborted) exchange.end("shutdown");
@@ -564,9 +846,15 @@ class OpenConnections implements Disposable {
   }
 
   /** Lets `exchange` go. */
-  remove(exchange: Exchange): void {
+  remove({ index }: Exchange): void {
     const last = this.#open.pop()!;
-    if (last !== exchange) this.#open[last.index = exchange.index] = last;
+    const waiting = this.#waiting.pop();
+    const deadline = this.#deadline.pop()!;
+    if (index < this.#open.length) {
+      this.#open[last.index = index] = last;
+      this.#waiting[index] = waiting;
+      this.#deadline[index] = deadline;
+    }
     this.#wake();
   }
 
@@ -581,18 +869,21 @@ class OpenConnections implements Disposable {
   }
 
   /** Notes that `exchange` waits for `what`, for `ms` at most. */
-  wait(exchange: Exchange, what: "head" | "write", ms: number): void {
-    exchange.waiting = what;
-    exchange.deadline = performance.now() + ms;
-    this.#arm(exchange.deadline);
+  wait({ index }: Exchange, what: "head" | "write", ms: number): void {
+    this.#waiting[index] = what;
+    this.#arm(this.#deadline[index] = performance.now() + ms);
+  }
+
+  /** Notes that `exchange` waits for nothing. */
+  ready({ index }: Exchange): void {
+    this.#waiting[index] = undefined;
   }
 
   /** Ends, for `why`, each connection that waits for `what`. */
   #end(what: "head" | "any", why: keyof typeof ENDED): void {
     // From the last, so that one leaving meanwhile moves one seen already.
     for (let i = this.#open.length - 1; i >= 0; i--) {
-      const exchange = this.#open[i];
-      if (what === "any" || exchange.waiting === what) exchange.end(why);
+      if (what === "any" || this.#waiting[i] === what) this.#open[i].end(why);
     }
   }
 
@@ -610,17 +901,23 @@ class OpenConnections implements Disposable {
     const now = performance.now();
     let next = Infinity;
     for (let i = this.#open.length - 1; i >= 0; i--) {
+      const waiting = this.#waiting[i];
+      if (waiting === undefined) continue;
       const exchange = this.#open[i];
-      if (exchange.waiting === undefined) continue;
-      if (exchange.deadline > now) next = Math.min(next, exchange.deadline);
-      else if (exchange.waiting === "write") exchange.end("stalled");
-      else {
+      if (this.#deadline[i] > now) next = Math.min(next, this.#deadline[i]);
+      else if (waiting === "write") exchange.end("stalled");
+      else if (exchange.started === undefined) {
+        // Sent nothing: a browser's spare connection, say. A 408 there
+        // could cross a request the browser sends on it just then, so it
+        // is closed without one, as nginx does.
+        exchange.end("silent");
+      } else {
         // A pending read cannot be called off, only ended by a close: so
         // the 408 is sent from here, by send() as every status, and the
         // close that follows ends the read. Racing each read instead cost
         // CPU and memory on every request: see
         // docs/benchmarks.md#the-408-sent-by-the-timer.
-        exchange.waiting = undefined;
+        this.#waiting[i] = undefined;
         exchange.ended ??= "timeout";
         send(exchange, 408)
           .catch(() => {}) // a client too slow to send a head may be gone
@@ -704,8 +1001,8 @@ function describe(error: unknown): string {
 }
 
 // ===========================================================================
-// 4. The tables: the pages, the tuning numbers and the options, each fact
-// said once, with the checks and types made from them. Skip it unless you
+// 5. The tables: the pages, the tuning numbers and the options, each fact
+// said once, with DEFAULTS and the checks made from them. Skip it unless you
 // want to change a default or add a page.
 // ===========================================================================
 
@@ -733,13 +1030,15 @@ function pageFor(path: string, pages: Pages): keyof Pages {
   return page && pages[page] ? page : "notFound";
 }
 
-/** The plumbing's tuning: none changes what a client is answered. */
+/**
+ * The plumbing's tuning. Only drainMs changes what a client may see: one
+ * still sending its body that long after the answer is cut off.
+ */
 const TUNING = {
   firstHeadBytes: 256, // grown as needed, so an idle connection costs little
   slabBytes: 64 * 1024, // responses are carved from buffers of this size
   timerCoarseMs: 50, // the deadline timer runs at most this often
-  drainMs: 2000, // after the answer, a client's extra bytes are dropped
-  drainBytes: 4 * 2 ** 20, // for this long, up to this many
+  drainMs: 2000, // after the answer, a client's extra bytes are dropped this long
   maxAcceptPauseMs: 1000, // the longest pause before an accept is retried
   samePressMs: 500, // a second Ctrl-C this soon is the first, sent twice
 } as const;
@@ -758,15 +1057,9 @@ const MAX_DELAY = 2 ** 31 - 1; // the longest setTimeout() takes
  * (handle() takes `"handle"` ones, serve() those and `"serve"` ones), its
  * range if a number, and its line in `--help`. DEFAULTS, the checks of
  * serve() and handle(), the command line and `--help` are made from it.
- *
- * @example The range of --port
- * ```ts
- * const [lowest, highest] = OPTIONS.port.range;
- * console.assert(lowest === 0 && highest === 65535);
- * ```
  */
 // deno-fmt-ignore
-export const OPTIONS = {
+const OPTIONS = {
   port: { default: 7878, for: "command line", range: [0, 65535],
     help: "the port; 0 takes any free one" },
   hostname: { default: "127.0.0.1", for: "command line",
@@ -794,7 +1087,7 @@ type OptionName = keyof typeof OPTIONS;
 /** The options without a default, by who takes them. */
 const UNDEFAULTED = {
   handle: ["pages", "log", "stop", "drop"],
-  serve: ["mode", "worker"],
+  serve: ["mode"],
 };
 
 /**
@@ -802,17 +1095,35 @@ const UNDEFAULTED = {
  *
  * @example A fifth of the default sleep
  * ```ts
- * console.assert(DEFAULTS.sleepMs / 5 === 1000);
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(DEFAULTS.sleepMs / 5, 1000);
  * ```
  */
 export const DEFAULTS: {
-  readonly [N in keyof typeof OPTIONS]: (typeof OPTIONS)[N]["default"] extends
-    number ? number
-    : (typeof OPTIONS)[N]["default"] extends string ? string
+  readonly port: number;
+  readonly hostname: string;
+  readonly sleepMs: number;
+  readonly headTimeoutMs: number;
+  readonly sendTimeoutMs: number;
+  readonly maxHeadBytes: number;
+  readonly graceMs: number;
+  readonly maxInFlight: number;
+  readonly workers: number;
+  readonly quiet: boolean;
+  readonly trace: boolean;
+} = defaultsOf(OPTIONS);
+
+/** Each option's default, typed by the option: the check on DEFAULTS' type. */
+function defaultsOf<O extends Record<string, Option>>(options: O): {
+  [N in keyof O]: O[N]["default"] extends number ? number
+    : O[N]["default"] extends string ? string
     : boolean;
-} = Object.fromEntries(
-  Object.entries(OPTIONS).map(([name, option]) => [name, option.default]),
-) as never;
+} {
+  return Object.fromEntries(
+    Object.entries(options).map(([name, option]) => [name, option.default]),
+  ) as never;
+}
 
 /**
  * Throws unless `taker` takes every option given, each with a value it
@@ -870,154 +1181,8 @@ function checkValue(name: string, value: unknown, option: Option): unknown {
 /** A value as an error message quotes it: strings in quotes. */
 const quote = (value: unknown) =>
   typeof value === "string" ? JSON.stringify(value) : String(value);
-
-/**
- * How the accept loop treats each connection: `"serial"` or `"concurrent"`.
- *
- * @example The mode from the arguments
- * ```ts
- * const mode: Mode = Deno.args.includes("serial") ? "serial" : "concurrent";
- * ```
- */
-export type Mode = "serial" | "concurrent";
-
-/**
- * The pages the server sends, as bytes ready to write: see {@linkcode loadPages}.
- *
- * @example The book's two pages, without the lab (`/lab` answers 404)
- * ```ts
- * const { hello, notFound }: Pages = await loadPages();
- * ```
- */
-export interface Pages {
-  /** Sent for `/`, `/sleep` and `/block` (hello.html). */
-  hello: Uint8Array;
-  /** Sent, with status 404, for any other path (404.html). */
-  notFound: Uint8Array;
-  /** Sent for `/lab`, the experiment in the browser (lab.html), if there. */
-  lab?: Uint8Array;
-  /** Sent for `/lab.js`, the experiment's script (lab.js), if there. */
-  labScript?: Uint8Array;
-  /** Sent for `/lab_analysis.js`, what lab.js makes of a run, if there. */
-  labAnalysis?: Uint8Array;
-}
-
-/**
- * What {@linkcode handle} needs of a connection: a socket, or a fake one.
- *
- * @example A Deno.Conn is one
- * ```ts
- * const close = (conn: Connection) => conn.close();
- * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * using _client = await Deno.connect({ port: listener.addr.port });
- * close(await listener.accept());
- * ```
- */
-export type Connection =
-  & Pick<Deno.Conn, "read" | "write" | "close">
-  & Partial<Pick<Deno.Conn, "closeWrite">>;
-
-/**
- * Options for {@linkcode handle}; all but `pages` have defaults
- * ({@linkcode DEFAULTS}); `deno run main.ts --help` says what each means.
- *
- * @example Short limits, for a test
- * ```ts
- * const options: HandleOptions = { pages: await loadPages(), sleepMs: 10 };
- * ```
- */
-export interface HandleOptions {
-  /** The pages to send; see {@linkcode loadPages}. */
-  pages: Pages;
-  /** How long `/sleep` waits, and `/block` spins, in milliseconds. */
-  sleepMs?: number;
-  /** How long a client has to send its request head, in ms; then 408. */
-  headTimeoutMs?: number;
-  /** How long a write may make no progress, in ms; then the connection ends. */
-  sendTimeoutMs?: number;
-  /** The largest request head accepted, in bytes; a larger one gets 431. */
-  maxHeadBytes?: number;
-  /** Where the one line per connection goes. Defaults to `console.log`. */
-  log?: (line: string) => void;
-  /** Once aborted, a connection still waiting for its head is closed. */
-  stop?: AbortSignal;
-  /** Once aborted, the request is dropped: its connection closed at once. */
-  drop?: AbortSignal;
-}
-
-/**
- * Options for {@linkcode serve}; all but `mode` and `pages` have defaults.
- *
- * @example Concurrent, at most 100 at once, quiet
- * ```ts
- * const pages = await loadPages();
- * const options: ServeOptions = { mode: "concurrent", pages, maxInFlight: 100, quiet: true };
- * ```
- */
-export interface ServeOptions extends HandleOptions {
-  /** Whether the accept loop awaits each connection or detaches it. */
-  mode: Mode;
-  /** Concurrent mode: how many are served at once; 1 is serial mode. */
-  maxInFlight?: number;
-  /** No line per connection; the server's own events are still logged. */
-  quiet?: boolean;
-  /** Logs each connection by number as it is accepted, read and done. */
-  trace?: boolean;
-  /** Once stopped, how long requests in flight have to finish, in ms. */
-  graceMs?: number;
-  /** Stops the server: no new connections, `graceMs` for those in flight. */
-  stop?: AbortSignal;
-  /** Once aborted, what is still in flight is dropped at once. */
-  drop?: AbortSignal;
-  /** Parallel mode: this worker's number, named in `Server-Timing`. */
-  worker?: number;
-}
-
-/**
- * Loads the pages beside this module, wherever it is: a folder (`file:`), a
- * web server (`http:`, `https:`) or JSR. The book's two pages are enough:
- * without all of `lab.html`, `lab.js` and `lab_analysis.js`, the lab is
- * left out and `/lab` answers 404.
- *
- * @param folder Where the pages are, as a URL ending in `/`.
- * @returns The pages, as bytes.
- * @throws {Error} One line with the URL of `hello.html` or `404.html`, if
- * either cannot be loaded.
- *
- * @example Load the pages next to main.ts
- * ```ts
- * const pages = await loadPages();
- * console.assert(pages.hello.byteLength > 0);
- * ```
- */
-export async function loadPages(
-  folder: URL = new URL("./", import.meta.url),
-): Promise<Pages> {
-  const pages: Partial<Pages> = {};
-  for (const page of pageNames) {
-    const url = new URL(PAGES[page].file, folder);
-    try {
-      const response = await fetch(url);
-      if (response.ok) pages[page] = await response.bytes();
-      else {
-        await response.body?.cancel();
-        throw new Error(`${response.status} ${response.statusText}`);
-      }
-    } catch (error) {
-      // Deno's fetch() says "(os error 2)" for a file that is not there.
-      const missing = /^404 |\(os error 2\)/.test((error as Error).message);
-      if (LAB.includes(page) && missing) continue;
-      throw new Error(`Cannot load ${url}: ${(error as Error).message}`);
-    }
-  }
-  if (LAB.some((page) => !pages[page])) {
-    LAB.forEach((page) => delete pages[page]); // half a lab is none
-  }
-  return pages as Pages;
-}
-
 // ===========================================================================
-// 5. Parallel mode: the concurrent loop in a worker thread per CPU, all on
+// 6. Parallel mode: the concurrent loop in a worker thread per CPU, all on
 // one port. Skip it unless you want to see Workers and SO_REUSEPORT.
 // ===========================================================================
 
@@ -1036,7 +1201,9 @@ async function serveInWorkers(
 ): Promise<number> {
   const failed = Promise.withResolvers<string>();
   const workers = Array.from({ length: options.workers }, (_, i) => {
-    const worker = new Worker(import.meta.url, { type: "module" });
+    // Its name is its number, which serve() puts in Server-Timing.
+    const name = String(i + 1);
+    const worker = new Worker(import.meta.url, { type: "module", name });
     const said = {
       listening: Promise.withResolvers<string>(),
       stopped: Promise.withResolvers<string>(),
@@ -1092,7 +1259,7 @@ function serveInWorker(): void {
     parent.postMessage("listening");
     await serve(listener, {
       ...libraryOptions(options),
-      ...{ mode: "concurrent", pages, worker },
+      ...{ mode: "concurrent", pages },
       log: (line) => log(`worker ${worker}: ${line}`),
       ...{ stop: stop.signal, drop: drop.signal },
     });
@@ -1100,43 +1267,42 @@ function serveInWorker(): void {
   };
 }
 
-/** Why parallel mode cannot start here, if it cannot. */
-function whyNoParallelMode(): string | undefined {
-  // Deno.listenDatagram is there only with the unstable network APIs on,
-  // as Deno.listen's reusePort needs: without them, it ends the process.
-  if (!("listenDatagram" in Deno)) {
-    return "Parallel mode needs Deno.listen's reusePort, still unstable: add --unstable-net after deno run";
-  }
-  const self = import.meta.filename; // undefined for a remote module
-  const read = self && Deno.permissions.querySync({ name: "read", path: self });
-  if (read && read.state !== "granted") {
-    return `Parallel mode starts its workers from ${self}: add it to --allow-read`;
-  }
-}
+/**
+ * Whether Deno.listen's reusePort works here. Deno.listenDatagram is there
+ * only with the unstable network APIs on, as reusePort needs: without
+ * them, asking for it ends the process.
+ */
+const canReusePort = () => "listenDatagram" in Deno;
 
 // ===========================================================================
-// 6. The command line: flags, --help, start-up errors and signals. Skip it
+// 7. The command line: flags, --help, start-up errors and signals. Skip it
 // unless you want to run main.ts another way.
 // ===========================================================================
 
-/**
- * What the command line chooses: a mode, and every option of
- * {@linkcode DEFAULTS}.
- *
- * @example The defaults, in serial mode
- * ```ts
- * const chosen: CommandLine = { ...DEFAULTS, mode: "serial", help: false };
- * ```
- */
-export type CommandLine =
+/** What the command line chooses: a mode, and every option of DEFAULTS. */
+type CommandLine =
   & { mode: Mode | "parallel"; help: boolean }
-  & { -readonly [N in keyof typeof DEFAULTS]: (typeof DEFAULTS)[N] };
+  & { -readonly [N in OptionName]: (typeof DEFAULTS)[N] };
 
 /** The options of the command line that serve() takes. */
 function libraryOptions(options: CommandLine) {
   const { mode: _, help: _h, hostname: _n, port: _p, workers: _w, ...rest } =
     options;
   return rest;
+}
+
+/**
+ * `; did you mean --sleep-ms?` for a flag a few edits from one that exists,
+ * or the start of only one (`--sleep`); otherwise nothing.
+ */
+function nearestFlag(typed: string, flags: string[]): string {
+  const starting = flags.filter((flag) => flag.startsWith(typed));
+  const nearest = starting.length === 1
+    ? starting[0]
+    : closestString(typed, flags, { caseSensitive: true });
+  const near = starting.length === 1 ||
+    levenshteinDistance(typed, nearest) <= 2;
+  return near ? `; did you mean --${nearest}?` : "";
 }
 
 /** A flag's name on the command line: `sleepMs` is `--sleep-ms`. */
@@ -1181,22 +1347,12 @@ Examples:
 }
 
 /**
- * Parses main.ts's command line; what it leaves out comes from
- * {@linkcode DEFAULTS}. Exported for scripts that take the same flags.
- *
- * @param args The arguments after `main.ts`, such as `Deno.args`.
- * @returns What they choose.
- * @throws {TypeError} For an unknown argument, a value missing or not a
- * number, or choices that contradict each other.
- * @throws {RangeError} For a number out of range, such as a port over 65535.
- *
- * @example Serial mode on any free port
- * ```ts
- * const options = parseCommandLine(["serial", "--port", "0"]);
- * console.assert(options.mode === "serial" && options.port === 0);
- * ```
+ * Parses main.ts's command line, the arguments after `main.ts`; what it
+ * leaves out comes from DEFAULTS. Throws a TypeError for an unknown
+ * argument, a value missing or not a number, or choices that contradict
+ * each other, and a RangeError for a number out of range.
  */
-export function parseCommandLine(args: readonly string[]): CommandLine {
+function parseCommandLine(args: readonly string[]): CommandLine {
   const names = Object.keys(OPTIONS) as OptionName[];
   const booleans = [
     "help",
@@ -1215,7 +1371,9 @@ export function parseCommandLine(args: readonly string[]): CommandLine {
     boolean: booleans,
     alias: { h: "help" },
     unknown(arg, key) {
-      if (key !== undefined) throw new TypeError(`Unknown option "${arg}"`);
+      if (key === undefined) return true; // a mode, checked below
+      const hint = nearestFlag(key, [...names.map(flagOf), "help"]);
+      throw new TypeError(`Unknown option "${arg}"${hint}`);
     },
   });
   const modes = (flags._ as unknown[]).map(String);
@@ -1272,9 +1430,8 @@ async function main(args: readonly string[]): Promise<number> {
     return 0;
   }
   const { mode, hostname, port, workers, graceMs } = options;
-  const cannot = (mode === "parallel" && whyNoParallelMode()) ||
-    // Before Deno asks for each permission in turn: one command for all.
-    missingPermissions(options, args);
+  // Before Deno asks for each permission in turn: one command for all.
+  const cannot = missingPermissions(options, args);
   if (cannot) return fail(cannot);
   try {
     pages = await loadPages();
@@ -1395,36 +1552,47 @@ function whyNotStarted(error: unknown, { hostname, port }: CommandLine) {
 }
 
 /**
- * If main.ts lacks a permission, one line that names what it cannot do and
- * the one command that has every permission it needs, read and net.
+ * If main.ts lacks a permission, or parallel mode the unstable flag, one
+ * line that names what it cannot do and the one command that has all it
+ * needs: read and net, and --unstable-net for parallel mode.
  */
 function missingPermissions(
   { hostname, port, mode }: CommandLine,
   args: readonly string[],
 ): string | undefined {
+  const parallel = mode === "parallel";
   const host = bracketed(hostname);
   const folder = import.meta.dirname; // undefined for a remote module
+  // Parallel mode starts its workers from this file: it reads it too.
+  const files = pageNames.map((page) => `${folder}/${PAGES[page].file}`);
+  if (parallel) files.push(import.meta.filename!);
   const canRead = folder === undefined ||
-    pageNames.every((page) =>
-      granted({ name: "read", path: `${folder}/${PAGES[page].file}` })
-    );
+    files.every((path) => granted({ name: "read", path }));
   const canListen = granted({ name: "net", host: `${host}:${port}` });
-  if (canRead && canListen) return;
+  const canShare = !parallel || canReusePort();
+  if (canRead && canListen && canShare) return;
   const cannot = [
-    canRead || "read the pages",
+    canRead || (parallel ? "read the pages and main.ts" : "read the pages"),
     canListen || `listen on ${host}:${port}`,
   ];
   const net = `--allow-net=${host}`;
   const command = [
     "deno run",
-    ...(mode === "parallel" ? ["--unstable-net"] : []),
+    ...(parallel ? ["--unstable-net"] : []),
     hostname.includes(":") ? `'${net}'` : net, // zsh would glob [::1]
     canRead ? readFlagGiven(folder) : readFlagNeeded(folder!),
     folder === Deno.cwd() ? "main.ts" : import.meta.filename ?? import.meta.url,
     ...args,
   ];
   const what = cannot.filter((it) => it !== true).join(" or ");
-  return `No permission to ${what}; run: ${command.join(" ")}`;
+  const unstable =
+    "Parallel mode needs --unstable-net, for Deno.listen's reusePort";
+  const why = !canShare && what
+    ? `${unstable}, and permission to ${what}`
+    : !canShare
+    ? unstable
+    : `No permission to ${what}`;
+  return `${why}; run: ${command.join(" ")}`;
 }
 
 /** The `--allow-read` flag that main.ts was given, as near as it can tell. */

@@ -190,7 +190,9 @@ Deno.test(
     const fast = await sendUntimed(server.addr, get("/"));
     assertEquals(await fast.response, OK_HELLO);
     finished.push("/");
-    assertEquals(await idleAnswer, statusPage("408 Request Timeout"));
+    // Closed without a 408, which could cross a request the browser sends
+    // on its spare connection just then.
+    assertEquals(await idleAnswer, "");
     assertEquals(finished, ["idle", "/"]);
     // Held for the head timeout, not for ever; the margin is generous.
     assertLess(performance.now() - started, 10_000);

@@ -225,9 +225,11 @@ async function chromiumPath(): Promise<string | undefined> {
  *
  * @example Say why the browser tests are skipped
  * ```ts
+ * import { assert } from "@std/assert";
+ *
  * const missing = await chromiumMissing();
- * const note = missing ? `browser tests skipped: ${missing}` : "Chromium is here";
- * console.assert(note.length > 0);
+ * // Either a reason to print, or nothing to say.
+ * assert(missing === undefined || missing.length > 0);
  * ```
  */
 export async function chromiumMissing(): Promise<string | undefined> {

@@ -7,11 +7,12 @@
 import {
   assert,
   assertEquals,
+  assertLess,
   assertMatch,
   assertNotMatch,
   assertStringIncludes,
 } from "@std/assert";
-import { DEFAULTS, parseCommandLine } from "../main.ts";
+import { DEFAULTS } from "../main.ts";
 import {
   denoRunArgs,
   folder,
@@ -25,70 +26,63 @@ import { waitFor, withDeadline } from "./waiting.ts";
 
 const decoder = new TextDecoder();
 
-Deno.test("parseCommandLine() takes the mode and flags, with defaults for the rest", async (t) => {
-  await t.step("nothing: the defaults, in concurrent mode", () => {
-    assertEquals(parseCommandLine([]), {
-      ...DEFAULTS,
-      mode: "concurrent",
-      help: false,
-    });
-  });
-  const expected = {
-    mode: "concurrent",
-    maxInFlight: 3,
-    quiet: true,
-    hostname: "::1",
-    port: 0,
-    sleepMs: 250,
-    headTimeoutMs: 100,
-    sendTimeoutMs: 200,
-    graceMs: 0,
-    maxHeadBytes: 1024,
-    workers: DEFAULTS.workers,
-    trace: false,
-    help: false,
-  };
-  const withValues: [string, string][] = [
-    ["--port", "0"],
-    ["--hostname", "::1"],
-    ["--sleep-ms", "250"],
-    ["--head-timeout-ms", "100"],
-    ["--send-timeout-ms", "200"],
-    ["--grace-ms", "0"],
-    ["--max-head-bytes", "1024"],
-    ["--max-in-flight", "3"],
-  ];
-  await t.step("each flag with =, the mode first", () => {
-    const args = withValues.map(([flag, value]) => `${flag}=${value}`);
-    assertEquals(
-      parseCommandLine(["concurrent", ...args, "--quiet"]),
-      expected,
-    );
-  });
-  await t.step("each flag with a space, the address in brackets", () => {
-    const args = withValues.flatMap(([flag, value]) =>
-      flag === "--hostname" ? [flag, `[${value}]`] : [flag, value]
-    );
-    assertEquals(
-      parseCommandLine([...args, "--quiet", "concurrent"]),
-      expected,
-    );
-  });
-  await t.step("-h", () => {
-    assertEquals(parseCommandLine(["-h"]).help, true);
-  });
-  await t.step("--max-in-flight for each worker in parallel mode", () => {
-    const parallel = parseCommandLine([
-      "parallel",
-      "--workers=3",
-      "--max-in-flight=2",
-    ]);
-    assertEquals([parallel.mode, parallel.workers, parallel.maxInFlight], [
-      "parallel",
-      3,
-      2,
-    ]);
-  });
+Deno.test({
+  name:
+    "main.ts takes each flag with = or a space, before or after the mode, and does what each says",
+  // It stops main.ts with SIGTERM.
+  ignore: noSignals,
+  fn: withDeadline(async (t) => {
+    const flags: [string, string][] = [
+      ["--sleep-ms", "300"],
+      ["--head-timeout-ms", "400"],
+      ["--max-head-bytes", "1024"],
+      ["--grace-ms", "0"],
+    ];
+    const forms = {
+      "--name=value, the mode first": [
+        "concurrent",
+        ...flags.map(([flag, value]) => `${flag}=${value}`),
+        "--quiet",
+      ],
+      "--name value, the mode last": [
+        ...flags.flat(),
+        "--quiet",
+        "concurrent",
+      ],
+    };
+    for (const [form, args] of Object.entries(forms)) {
+      await t.step(form, async () => {
+        await using main = await startServerProcess(args);
+        assertEquals(main.mode, "concurrent");
+        // --sleep-ms: /sleep takes about that, far less than the default.
+        const sleep = await fetch(`${main.url}sleep`);
+        await sleep.body?.cancel();
+        const handled = Number(
+          /handle;dur=([\d.]+)/.exec(sleep.headers.get("server-timing")!)?.[1],
+        );
+        assert(handled >= 299 && handled < DEFAULTS.sleepMs, `${handled}`);
+        // --max-head-bytes: a head of 2 KiB is too large.
+        const large = await fetch(main.url, {
+          headers: { "X-Padding": "a".repeat(2048) },
+        });
+        await large.body?.cancel();
+        assertEquals(large.status, 431);
+        // --head-timeout-ms: a connection that sends nothing is closed, long
+        // before the default's 5 s.
+        const started = performance.now();
+        using idle = await Deno.connect(main.addr);
+        assertEquals(await idle.read(new Uint8Array(1)), null);
+        assertLess(performance.now() - started, DEFAULTS.headTimeoutMs);
+        main.kill("SIGTERM");
+        const { code, output } = await main.exited();
+        assertEquals(code, 0);
+        // --grace-ms: the stop says how long requests in flight have.
+        assertStringIncludes(output, "requests in flight have 0 ms to finish");
+        // --quiet: no line per connection, only the server's own.
+        assertNotMatch(output, / 200 | 431 /);
+      });
+    }
+  }),
 });
 
 Deno.test(
@@ -103,7 +97,12 @@ Deno.test(
           ["--max-in-flight=0"],
           "--max-in-flight must be a whole number of at least 1, not 0",
         ],
-        [["--prot=80"], 'Unknown option "--prot=80"'],
+        [["--prot=80"], 'Unknown option "--prot=80"; did you mean --port?'],
+        [
+          ["--sleep=2000"],
+          'Unknown option "--sleep=2000"; did you mean --sleep-ms?',
+        ],
+        [["--colour"], 'Unknown option "--colour"'],
         [["--port=http"], '--port needs a number, not "http"'],
         [
           ["--sleep-ms=-5"],

@@ -279,7 +279,8 @@ Deno.test(
       overLimit.response,
       statusPage("431 Request Header Fields Too Large"),
     );
-    assertMatch(logs[0], /^- 431 /);
+    // The request line was whole, so the log names it.
+    assertMatch(logs[0], /^GET \/ 431 /);
   }),
 );
 
@@ -297,11 +298,27 @@ Deno.test(
 );
 
 Deno.test(
+  "handle() closes a connection that sent nothing at the head timeout, without a 408",
+  withDeadline(async () => {
+    // A browser's spare connection: a 408 on it could cross the request the
+    // browser sends on it just then, which would get the 408 for an answer.
+    const conn = new MemoryConn("", { endOfInput: "wait" });
+    const logs = await handleInMemory(conn, { headTimeoutMs: 50 });
+    assert(conn.closed);
+    assertEquals(conn.timedResponse, "");
+    assertMatch(
+      logs[0],
+      /^- closed: sent nothing within the head timeout \(\d+ ms\)$/,
+    );
+  }),
+);
+
+Deno.test(
   "handle() closes a connection whose head timed out and whose 408 cannot be written, within the send timeout, even when it is the only one",
   // Before the fix the 408's write had no deadline unless another
   // connection's timer happened to run: this connection stayed open.
   withDeadline(async () => {
-    const conn = new MemoryConn("", { stallWrites: true });
+    const conn = new MemoryConn("GET / HTTP/1.1\r\n", { stallWrites: true });
     const timeouts = { headTimeoutMs: 50, sendTimeoutMs: 200 };
     const logs = await handleInMemory(conn, timeouts);
     assert(conn.closed);
@@ -326,25 +343,38 @@ Deno.test(
   "handle() sends no content in answer to HEAD, whatever the status (RFC 9110 §9.3.2)",
   withDeadline(async (t) => {
     for (
-      const [request, status] of [
-        ["HEAD / HTTP/1.1\r\n\r\n", "400 Bad Request"], // no Host
+      const [request, status, options] of [
+        ["HEAD / HTTP/1.1\r\n\r\n", "400 Bad Request", {}], // no Host
         [
           "HEAD / HTTP/2.0\r\nHost: x\r\n\r\n",
           "505 HTTP Version Not Supported",
+          {},
         ],
         [
           "HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 2\r\n\r\n",
           "400 Bad Request",
+          {},
         ],
         [
           "HEAD / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
           "501 Not Implemented",
+          {},
         ],
-      ]
+        [
+          `HEAD / HTTP/1.1\r\nHost: x\r\nX: ${"a".repeat(100)}\r\n\r\n`,
+          "431 Request Header Fields Too Large",
+          { maxHeadBytes: 64 },
+        ],
+        [
+          "HEAD / HTTP/1.1\r\nHo",
+          "408 Request Timeout",
+          { headTimeoutMs: 50 },
+        ],
+      ] as const
     ) {
       await t.step(status, async () => {
-        const conn = new MemoryConn(request, { endOfInput: "eof" });
-        await handleInMemory(conn);
+        const conn = new MemoryConn(request, { endOfInput: "wait" });
+        await handleInMemory(conn, options);
         const expected = expectedResponse(status, TEXT, `${status}\n`, {
           withBody: false,
         });
@@ -384,6 +414,31 @@ Deno.test(
         });
         await handleInMemory(conn);
         assertEquals(conn.response, expected);
+      });
+    }
+  }),
+);
+
+Deno.test(
+  "handle() compares paths as sent, in origin and absolute form alike",
+  withDeadline(async (t) => {
+    for (
+      const [target, expected] of [
+        ["/sleep?x=1", "200"],
+        ["http://localhost/sleep?x=1", "200"],
+        ["HTTP://localhost/sleep", "200"],
+        ["http://localhost", "200"], // an empty path is / (RFC 9110 §4.2.3)
+        ["/a/../sleep", "404"],
+        ["http://localhost/a/../sleep", "404"],
+        ["/sl%65ep", "404"],
+        ["http://localhost/sl%65ep", "404"],
+      ]
+    ) {
+      await t.step(target, async () => {
+        const request = `GET ${target} HTTP/1.1\r\nHost: localhost\r\n\r\n`;
+        const conn = new MemoryConn(request, { readSize: 64 });
+        const logs = await handleInMemory(conn, { sleepMs: 1 });
+        assertMatch(logs[0], new RegExp(`^GET \\S+ ${expected} `));
       });
     }
   }),

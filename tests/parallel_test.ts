@@ -16,12 +16,14 @@ import {
   folder,
   mainCommand,
   type ServerProcess,
+  spawnServer,
   startServerProcess,
 } from "./server_process.ts";
 import {
   assertRefused,
   CONCURRENT_TRACE,
   get,
+  hello,
   OK_HELLO,
   sendUntimed,
   serverTimingOf,
@@ -64,34 +66,62 @@ function headsRead(server: ServerProcess, path: string, count: number) {
 
 Deno.test({
   name:
-    "main.ts parallel says in one line what to add when --unstable-net is missing or it cannot read main.ts, and exits 1",
+    "main.ts parallel short of --unstable-net or a permission names one command with all it needs, and that command starts it",
   ignore,
   fn: withDeadline(async (t) => {
+    const unstable =
+      "Parallel mode needs --unstable-net, for Deno.listen's reusePort";
     for (
-      const [missing, flags, message] of [
+      const [name, flags, why, command] of [
         [
-          "--unstable-net",
-          {},
-          "Parallel mode needs Deno.listen's reusePort, still unstable: add --unstable-net after deno run",
+          "nothing at all, as a newcomer runs it",
+          [],
+          `${unstable}, and permission to read the pages and main.ts or listen on 127.0.0.1:0`,
+          "deno run --unstable-net --allow-net=127.0.0.1 --allow-read=. main.ts parallel --port=0",
+        ],
+        [
+          "both permissions, no --unstable-net",
+          ["--allow-net=127.0.0.1", "--allow-read=."],
+          unstable,
+          "deno run --unstable-net --allow-net=127.0.0.1 --allow-read=. main.ts parallel --port=0",
         ],
         [
           "read permission for main.ts",
-          {
-            denoFlags: ["--unstable-net"],
-            allowRead: `${folder}/hello.html,${folder}/404.html`,
-          },
-          `Parallel mode starts its workers from ${folder}/main.ts: add it to --allow-read`,
+          [
+            "--unstable-net",
+            "--allow-net=127.0.0.1",
+            "--allow-read=hello.html,404.html,lab.html,lab.js,lab_analysis.js",
+          ],
+          "No permission to read the pages and main.ts",
+          "deno run --unstable-net --allow-net=127.0.0.1 --allow-read=. main.ts parallel --port=0",
         ],
       ] as const
     ) {
-      await t.step(missing, async () => {
-        const { code, stdout, stderr } = await mainCommand(
-          ["parallel", "--port=0"],
-          flags,
-        ).output();
+      await t.step(name, async () => {
+        // As a person runs it: in the project folder, without deno.json.
+        const { code, stdout, stderr } = await new Deno.Command("deno", {
+          args: [
+            "run",
+            "--no-config",
+            "--no-prompt",
+            ...flags,
+            "main.ts",
+            "parallel",
+            "--port=0",
+          ],
+          cwd: folder,
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
         assertEquals(code, 1);
         assertEquals(decoder.decode(stdout), "");
-        assertEquals(decoder.decode(stderr), `error: ${message}\n`);
+        assertEquals(
+          decoder.decode(stderr),
+          `error: ${why}; run: ${command}\n`,
+        );
+        const [deno, ...args] = command.split(" ");
+        await using server = await spawnServer(deno, args, { cwd: folder });
+        assertEquals(await (await fetch(server.url)).text(), hello);
       });
     }
   }),

@@ -48,11 +48,13 @@ export interface Listening {
  *
  * @example
  * ```ts
+ * import { assertEquals } from "@std/assert";
+ *
  * const { addr, mode } = parseListening(
  *   "Listening on http://[::1]:7878/ (parallel, 2 workers); run the lab",
  * )!;
- * console.assert(addr.hostname === "::1" && addr.port === 7878);
- * console.assert(mode === "parallel");
+ * assertEquals(addr, { hostname: "::1", port: 7878 });
+ * assertEquals(mode, "parallel");
  * ```
  */
 export function parseListening(line: string): Listening | undefined {
