@@ -11,7 +11,8 @@
  * that is) when the callee is an async function declared in the same file:
  * `async function f`, or `const f = async (...) =>` or `async function`.
  * Awaited, returned, stored, passed on, yielded, chained with `.then`,
- * `.catch` or `.finally`, or marked with `void`, the call is left alone.
+ * `.catch` or `.finally`, or marked with `void`, the call is left alone. It
+ * offers no automatic fix: whether to wait is yours to choose.
  *
  * Turn it on in deno.json:
  *
@@ -108,10 +109,10 @@ const plugin: Deno.lint.Plugin = {
               }
               context.report({
                 node: call,
-                message: `The promise of ${name}() runs on its own: ` +
-                  "nobody waits for it or catches its errors",
-                hint: `Write \`await ${name}(…)\` to wait for it, or ` +
-                  `\`void ${name}(…)\` to say it is meant to run on its own`,
+                message: `${name}()'s promise runs on its own: ` +
+                  "nobody awaits it or catches its errors",
+                hint: `Write \`await ${name}(…)\` to wait for it, ` +
+                  `or \`void ${name}(…)\` if it is meant`,
               });
             }
           },
