@@ -22,7 +22,7 @@ for await (const conn of listener) {
   if (mode === "serial") {
     await handle(conn); // the loop waits: one client at a time
   } else {
-    handle(conn); // the loop goes straight on: every client at once
+    void handle(conn); // on purpose, no await: every client at once
   }
 }
 

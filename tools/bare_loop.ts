@@ -52,4 +52,6 @@ const listener = Deno.listen({ hostname: "127.0.0.1", port: Number(port) });
 console.log(
   `Listening on http://127.0.0.1:${listener.addr.port}/ (bare loop)`,
 );
-for await (const conn of listener) answer(conn);
+// void: each connection is answered on its own while the loop accepts the
+// next, as main.ts's concurrent mode does; answer() never rejects.
+for await (const conn of listener) void answer(conn);
