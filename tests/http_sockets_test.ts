@@ -370,3 +370,23 @@ Deno.test(
     assertLess(Number(ms), holdMs, "the drain was counted");
   }),
 );
+
+Deno.test(
+  "Server-Timing of a 408 counts from the head's first byte, the idle time before it apart",
+  withDeadline(async () => {
+    const headTimeoutMs = 1500;
+    await using server = serveOnFreePort("concurrent", { headTimeoutMs });
+    using conn = await Deno.connect(server.addr);
+    // Time is the subject: idle for a second, then half a head, then nothing.
+    const idleMs = 1000;
+    await delay(idleMs);
+    await writeAll(conn, "GET / HTTP/1.1\r\nHo");
+    const response = await readToEnd(conn);
+    assertMatch(response, /^HTTP\/1\.1 408 /);
+    const { idle, handle } = serverTimingOf(response)!;
+    // The head timeout counts from the accept; the request's time from its
+    // first byte: about a third of it here, far from all of it.
+    assertGreaterOrEqual(Number(idle.dur), idleMs * 0.8);
+    assertLess(Number(handle.dur), headTimeoutMs - idleMs / 2);
+  }),
+);

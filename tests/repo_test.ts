@@ -1,6 +1,6 @@
 /**
- * The repository around the server: its license, what git ignores, and the
- * tasks in deno.json.
+ * The repository around the server: what git ignores, and the tasks in
+ * deno.json.
  */
 
 import {
@@ -59,30 +59,6 @@ Deno.test("the test task allows chromium only by the path that allow_chromium.ts
   );
 });
 
-Deno.test("LICENSE is the MIT license, with the project's copyright line", async () => {
-  const text = await Deno.readTextFile(new URL("../LICENSE", import.meta.url));
-  const paragraphs = text.trim().split("\n\n").map((paragraph) =>
-    paragraph.replaceAll("\n", " ")
-  );
-  assertEquals(paragraphs.length, 5);
-  assertEquals(paragraphs.slice(0, 2), [
-    "MIT License",
-    "Copyright 2026 the serial-concurrent server authors",
-  ]);
-  assertStringIncludes(
-    paragraphs[2],
-    "Permission is hereby granted, free of charge, to any person obtaining a copy of this software",
-  );
-  assertEquals(
-    paragraphs[3],
-    "The above copyright notice and this permission notice shall be included in all copies or substantial portions of the Software.",
-  );
-  assertStringIncludes(
-    paragraphs[4],
-    'THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND',
-  );
-});
-
 Deno.test(".gitignore ignores deno.lock and every scratch folder that deno.json excludes", async () => {
   const ignored =
     (await Deno.readTextFile(new URL("../.gitignore", import.meta.url)))
@@ -113,11 +89,7 @@ Deno.test("deno.json gives every task a description, and every file a task runs 
   }
 });
 
-Deno.test("the permissions that docs/parallel.md and main.ts's #! line state agree with deno.json's tasks", () => {
-  const read = (path: string) =>
-    Deno.readTextFileSync(new URL(path, import.meta.url));
-  // Every task that runs main.ts allows reading ".", which holds main.ts,
-  // as parallel mode needs and docs/parallel.md says.
+Deno.test("every task that runs main.ts allows reading `.`, which holds main.ts, as parallel mode needs", () => {
   const runsMain = Object.values(
     config.tasks as Record<string, { command: string }>,
   )
@@ -127,18 +99,4 @@ Deno.test("the permissions that docs/parallel.md and main.ts's #! line state agr
   for (const command of runsMain) {
     assertStringIncludes(command, "--allow-read=. ");
   }
-  assertStringIncludes(
-    read("../docs/parallel.md").replace(/\s+/g, " "),
-    "Every task allows reading `.`, the project's folder, which holds it",
-  );
-  // The #! line allows every read, and the line after it says why.
-  const [shebang, ...why] = read("../main.ts").split("\n", 4);
-  assertEquals(
-    shebang,
-    "#!/usr/bin/env -S deno run --allow-net=127.0.0.1 --allow-read",
-  );
-  assertMatch(
-    why.join(" ").replaceAll("// ", ""),
-    /allows every read, where deno\.json's tasks allow only `\.`/,
-  );
 });
