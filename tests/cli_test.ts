@@ -456,10 +456,10 @@ async function statusOf(port: number): Promise<number | undefined> {
 }
 
 Deno.test(
-  "the README's options table lists every option of --help, with its default",
+  "docs/hardening.md's options table lists every option of --help, with its default",
   withDeadline(async () => {
     const readme = await Deno.readTextFile(
-      new URL("../README.md", import.meta.url),
+      new URL("../docs/hardening.md", import.meta.url),
     );
     const rows = new Map(
       [...readme.matchAll(/^\| `(--[\w-]+)[^`]*` +\| ([^|]*?) +\|/gm)]
