@@ -401,7 +401,7 @@ export function story({ mode, requests: plain }) {
   for (const { label, extraMs } of holdsOf(requests)) {
     notes.push(
       mode === "serial"
-        ? say`${label} waited ${extraMs} more than the requests ahead of it explain. The likeliest reason: an idle connection your browser opened ahead of time (a preconnect) held the serial loop until the server's head timeout answered it with 408 — the server's log shows that 408.`
+        ? say`${label} waited ${extraMs} more than the requests ahead of it explain. The likeliest reason: an idle connection your browser opened ahead of time (a preconnect) held the serial loop until the server's head timeout closed it — the server's log shows it as closed: sent nothing within the head timeout.`
         : say`${label} waited ${extraMs} before the server began on it, which nothing in this run explains: a busy machine?`,
     );
   }

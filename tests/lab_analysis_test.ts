@@ -402,7 +402,7 @@ Deno.test("story() reads the run in sentences, and puts the rest in notes", asyn
       assertEquals(notes.length, 1);
       assertMatch(
         notes[0],
-        /^\/ #1 waited 1\.0 s more than the requests ahead of it explain\. The likeliest reason: an idle connection .* with 408/,
+        /^\/ #1 waited 1\.0 s more than the requests ahead of it explain\. The likeliest reason: an idle connection .* head timeout closed it/,
       );
     },
   );
