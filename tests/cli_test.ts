@@ -17,6 +17,7 @@ import {
   denoRunArgs,
   folder,
   mainCommand,
+  mainInFolder,
   noSignals,
   spawnServer,
   startServerProcess,
@@ -335,21 +336,10 @@ Deno.test(
     ] as const;
     for (const [name, flags, cannot, readFlag] of cases) {
       await t.step(name, async () => {
-        // As a person runs it: in the project folder, without deno.json.
-        const { code, stdout, stderr } = await new Deno.Command("deno", {
-          args: [
-            "run",
-            "--no-config",
-            "--no-prompt",
-            ...flags,
-            "main.ts",
-            "serial",
-            "--port=0",
-          ],
-          cwd: folder,
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
+        const { code, stdout, stderr } = await mainInFolder(flags, [
+          "serial",
+          "--port=0",
+        ]).output();
         assertEquals(code, 1);
         assertEquals(decoder.decode(stdout), "");
         const command =

@@ -15,6 +15,7 @@ import { type Address, send } from "./clients.ts";
 import {
   folder,
   mainCommand,
+  mainInFolder,
   type ServerProcess,
   spawnServer,
   startServerProcess,
@@ -98,21 +99,10 @@ Deno.test({
       ] as const
     ) {
       await t.step(name, async () => {
-        // As a person runs it: in the project folder, without deno.json.
-        const { code, stdout, stderr } = await new Deno.Command("deno", {
-          args: [
-            "run",
-            "--no-config",
-            "--no-prompt",
-            ...flags,
-            "main.ts",
-            "parallel",
-            "--port=0",
-          ],
-          cwd: folder,
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
+        const { code, stdout, stderr } = await mainInFolder(flags, [
+          "parallel",
+          "--port=0",
+        ]).output();
         assertEquals(code, 1);
         assertEquals(decoder.decode(stdout), "");
         assertEquals(

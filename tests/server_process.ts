@@ -316,6 +316,30 @@ export function mainCommand(
 }
 
 /**
+ * `deno run` with `denoFlags`, then `main.ts` and `args`, as a person types
+ * it in the project folder: by its relative path, without deno.json, with
+ * no prompt for a permission. Stdout and stderr are piped.
+ */
+export function mainInFolder(
+  denoFlags: readonly string[],
+  args: readonly string[],
+): Deno.Command {
+  return new Deno.Command("deno", {
+    args: [
+      "run",
+      "--no-config",
+      "--no-prompt",
+      ...denoFlags,
+      "main.ts",
+      ...args,
+    ],
+    cwd: folder,
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+/**
  * Starts main.ts (or `options.script`) with `--port=0` and then `args`, as
  * {@linkcode mainCommand} runs it, and waits until it listens. A later
  * `--port=N` in `args` counts instead.
