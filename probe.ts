@@ -32,7 +32,6 @@ import {
   type ProbeRequest,
   type ProbeRun,
   type ProbeStep,
-  type Verdict,
   verdictOf,
   waited,
 } from "./probe_verdict.js";
@@ -79,8 +78,31 @@ export const PROBE_DEFAULTS = {
   idleMs: 2000,
 } as const;
 
-/** What {@linkcode probe} found: the verdict's fields, and the evidence. */
-export interface ProbeReport extends Verdict {
+/**
+ * What {@linkcode probe} found: the fields of `--json` (probe_verdict.js
+ * computes them, for the lab too), and the evidence.
+ */
+export interface ProbeReport {
+  /** One at a time, a pool of `atOnce`, or every request it tried at once. */
+  verdict: "serial" | "pool" | "concurrent";
+  /** The most requests it saw served at once. */
+  atOnce: number;
+  /** Whether every request it tried went together: `atOnce` is a lower bound. */
+  atLeast: boolean;
+  /** Loaded with slow requests, or (no slow route) idle connections. */
+  method: "slow" | "idle";
+  /** The slow request alone, in ms, or null without a slow route. */
+  slowMs: number | null;
+  /** The fast request alone, in ms. */
+  fastMs: number;
+  /** Whether one connection that sends nothing kept the fast one waiting. */
+  idleHolds: boolean | null;
+  /** The verdict in one sentence, with its evidence. */
+  sentence: string;
+  /** What it means in the accept loop's terms. */
+  meaning: string[];
+  /** What the probe could not see. */
+  unseen: string[];
   /** The server probed, as `http://host:port/`. */
   url: string;
   /** The slow request's path. */
@@ -90,7 +112,23 @@ export interface ProbeReport extends Verdict {
   /** How long the probe took, in ms. */
   tookMs: number;
   /** Every request it made, in the order it opened them. */
-  requests: ProbeRequest[];
+  requests: ProbedRequest[];
+}
+
+/** One request of a probe, in ms from its start: see probe_verdict.js. */
+export interface ProbedRequest {
+  /** Its path. */
+  path: string;
+  /** `idle`: a connection that sent nothing until the probe released it. */
+  kind: "slow" | "fast" | "idle";
+  /** When its connection was opened. */
+  openedMs: number;
+  /** When its request was sent, or null if never. */
+  sentMs: number | null;
+  /** When its answer began to come, or null if none did. */
+  answeredMs?: number | null;
+  /** When the server answered it whole or closed it. */
+  endedMs?: number | null;
 }
 
 /** The fast request alone must be answered within this, in ms. */

@@ -64,8 +64,9 @@ export function row(timing: Timing, axisMs: number, labelWidth = 7): string {
   const { path, sentMs, answeredMs, openedMs = sentMs } = timing;
   const column = (ms: number) =>
     Math.min(BAR_COLUMNS, Math.round((ms / axisMs) * BAR_COLUMNS));
-  const opened = column(openedMs);
-  const from = Math.max(column(sentMs), opened);
+  // A request sent at the axis's end still gets one column.
+  const from = Math.min(column(sentMs), BAR_COLUMNS - 1);
+  const opened = Math.min(column(openedMs), from);
   const to = Math.min(Math.max(column(answeredMs), from + 1), BAR_COLUMNS);
   const bar = " ".repeat(opened) + "░".repeat(from - opened) +
     "█".repeat(to - from) + " ".repeat(BAR_COLUMNS - to);
