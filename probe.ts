@@ -155,7 +155,7 @@ const RANGES = { max: [1, 256], idleMs: [100, 60_000] } as const;
  * @example Probe a server that answers everything at once
  * ```ts
  * import { assertEquals } from "@std/assert";
- * const server = Deno.serve({ port: 0, onListen() {} }, () => new Response("hi"));
+ * const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => new Response("hi"));
  * const found = await probe(`http://127.0.0.1:${server.addr.port}/`, { max: 4 });
  * assertEquals([found.method, found.verdict, found.atOnce], ["idle", "concurrent", 4]);
  * await server.shutdown();
@@ -285,7 +285,7 @@ export async function probe(
  * @example
  * ```ts
  * import { assertStringIncludes } from "@std/assert";
- * const server = Deno.serve({ port: 0, onListen() {} }, () => new Response("hi"));
+ * const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => new Response("hi"));
  * const found = await probe(`http://127.0.0.1:${server.addr.port}/`, { max: 2 });
  * assertStringIncludes(report(found).join("\n"), "All at once");
  * await server.shutdown();
