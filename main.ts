@@ -1014,6 +1014,7 @@ const PAGES = {
   lab:         { file: "lab.html",        status: 200, type: "text/html",       paths: ["/lab"] },
   labScript:   { file: "lab.js",          status: 200, type: "text/javascript", paths: ["/lab.js"] },
   labAnalysis: { file: "lab_analysis.js", status: 200, type: "text/javascript", paths: ["/lab_analysis.js"] },
+  labProbe:    { file: "probe_verdict.js", status: 200, type: "text/javascript", paths: ["/probe_verdict.js"] },
 } as const;
 const pageNames = Object.keys(PAGES) as (keyof Pages)[];
 /** The lab's pages: all of them, or no lab. */

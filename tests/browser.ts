@@ -181,6 +181,8 @@ export interface LabTab extends AsyncDisposable {
    * any request (`<link rel="preconnect">`), as browsers do by themselves.
    */
   preconnect(): Promise<void>;
+  /** Waits for the probe of `/lab?probe=URL` to end; returns `probeResult`. */
+  probed(): Promise<Record<string, unknown>>;
 }
 
 /** A headless Chromium with its own profile; dispose of it to stop it. */
@@ -414,6 +416,15 @@ async function openLab(
         Object.assign(link, { rel: "preconnect", href: location.origin });
         document.head.append(link);
       });
+    },
+    async probed() {
+      await page.waitForSelector('body[data-state="done"]', {
+        timeout: timeoutMs,
+      });
+      return await page.evaluate(() =>
+        (globalThis as unknown as { probeResult: Record<string, unknown> })
+          .probeResult
+      );
     },
     async [Symbol.asyncDispose]() {
       await page.close();

@@ -13,6 +13,7 @@
  * @module
  */
 
+import { axis, formatMs, row, type Timing } from "../timeline.ts";
 import { send } from "../tests/clients.ts";
 import { startServerProcess } from "../tests/server_process.ts";
 
@@ -23,12 +24,6 @@ interface Scenario {
   fast: number;
 }
 
-interface Timing {
-  path: string;
-  sentMs: number;
-  answeredMs: number;
-}
-
 const SCENARIOS: Scenario[] = [
   { mode: "serial", slow: "/sleep", fast: 3 },
   { mode: "concurrent", slow: "/sleep", fast: 3 },
@@ -37,7 +32,6 @@ const SCENARIOS: Scenario[] = [
   // requests, so that both halves surely show.
   { mode: "parallel", slow: "/block", fast: 6 },
 ];
-const BAR_COLUMNS = 50;
 
 /** Runs one scenario and returns, for each request, when it was sent and answered. */
 async function run(
@@ -74,16 +68,6 @@ async function run(
   return await Promise.all(requests);
 }
 
-/** One row: the request, a bar from when it was sent to when it was answered, and how long that took. */
-function row({ path, sentMs, answeredMs }: Timing, axisMs: number): string {
-  const column = (ms: number) => Math.round((ms / axisMs) * BAR_COLUMNS);
-  const from = column(sentMs);
-  const to = Math.max(column(answeredMs), from + 1);
-  const bar = " ".repeat(from) + "█".repeat(to - from) +
-    " ".repeat(BAR_COLUMNS - to);
-  return `  ${path.padEnd(7)}|${bar}| ${formatMs(answeredMs - sentMs)}`;
-}
-
 /** One line that says what the `/` requests went through. */
 function verdict(
   { mode, slow }: Scenario,
@@ -106,10 +90,6 @@ function verdict(
   return longest > sleepMs / 2
     ? `${label}: / waited up to ${formatMs(longest)} behind ${slow}`
     : `${label}: / answered in ${formatMs(longest)} or less while ${slow} ran`;
-}
-
-function formatMs(ms: number): string {
-  return ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
 }
 
 function parseSleepMs(args: string[]): number {
@@ -136,9 +116,6 @@ if (import.meta.main) {
   for (const scenario of SCENARIOS) results.push(await run(scenario, sleepMs));
 
   const axisMs = Math.max(...results.flat().map((timing) => timing.answeredMs));
-  const axis = `  ${" ".repeat(7)} 0 s${" ".repeat(BAR_COLUMNS - 6)}${
-    formatMs(axisMs)
-  }`;
   console.log(
     `One slow request, then a few / ; /sleep and /block take ${sleepMs} ms\n`,
   );
@@ -146,7 +123,7 @@ if (import.meta.main) {
     const workers = scenario.mode === "parallel" ? " (2 workers)" : "";
     console.log(`${scenario.mode} mode${workers}, ${scenario.slow}`);
     for (const timing of results[i]) console.log(row(timing, axisMs));
-    console.log(`${axis}\n`);
+    console.log(`${axis(axisMs)}\n`);
   });
   SCENARIOS.forEach((scenario, i) =>
     console.log(verdict(scenario, results[i], sleepMs))
