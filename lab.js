@@ -2,6 +2,7 @@
 // request and the others, draws them, keeps each run and compares them.
 // What a run means is lab_analysis.js's; this file measures and draws. It
 // keeps no state of its own: the page (the DOM, localStorage) is the state.
+// lab_probe.js, the page's probe of another server, draws with its helpers.
 import {
   axisOf,
   duration,
@@ -14,11 +15,6 @@ import {
   timeline,
   verdictOf,
 } from "./lab_analysis.js";
-import {
-  NOT_SLOW_MS,
-  verdictOf as probeVerdictOf,
-  waited,
-} from "./probe_verdict.js";
 
 const GAP_MS = 200;
 // Kept runs: see keep() and docs/browser.md.
@@ -28,9 +24,9 @@ const KEEP = 30;
 // The task that starts each mode: see deno.json.
 const task = (m) => `deno task ${m === "concurrent" ? "start" : m}`;
 
-const $ = (id) => document.getElementById(id);
+export const $ = (id) => document.getElementById(id);
 const form = $("controls");
-const params = new URLSearchParams(location.search);
+export const params = new URLSearchParams(location.search);
 if (params.get("slow") === "block") form.slow.value = "block";
 if (params.has("count")) form.count.value = params.get("count");
 if (["soon", "after"].includes(params.get("predict"))) {
@@ -128,10 +124,10 @@ function entryFor(url) {
   });
 }
 
-const round = (ms) => Math.round(ms * 10) / 10;
+export const round = (ms) => Math.round(ms * 10) / 10;
 
 /** A row for one request, appended to `parent`. */
-function makeRow(parent, label) {
+export function makeRow(parent, label) {
   const row = document.createElement("div");
   row.className = "row";
   row.innerHTML =
@@ -176,7 +172,7 @@ function send(path, label, url, t0, dueMs) {
  * Writes the ticks of an axis that fits `spanMs`, shows it, and returns
  * how to place a time on it, as a percentage of its width.
  */
-function drawAxis(ticks, holder, spanMs) {
+export function drawAxis(ticks, holder, spanMs) {
   const { stepMs, scaleMs, ticks: times } = axisOf(spanMs);
   const percent = (ms) => `${(100 * ms / scaleMs).toFixed(2)}%`;
   holder.style.setProperty("--tick", percent(stepMs));
@@ -332,7 +328,7 @@ $("clear").addEventListener("click", () => {
 drawComparison();
 
 /** One paragraph for each of `texts`, in `holder`. */
-function paragraphs(holder, texts) {
+export function paragraphs(holder, texts) {
   holder.replaceChildren(...texts.map((text) => {
     const p = document.createElement("p");
     p.textContent = text;
@@ -415,265 +411,6 @@ async function run() {
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
-  run();
+  void run(); // it shows its own errors
 });
-if (params.has("run")) run();
-
-// ---------------------------------------------------------------------------
-// The probe of another server: probe.ts's steps from the browser, read by
-// the same probe_verdict.js. The server is another origin, so each fetch
-// is no-cors: its answer is opaque (no status, no headers, no Resource
-// Timing details), but the page still sees when it came.
-
-/** Chromium opens at most 6 connections to one host: 5 slow, 1 fast. */
-const PROBE_MAX = 5;
-const PROBE_IDLE_MS = 2000;
-const PROBE_FAST_LIMIT_MS = 10_000;
-
-/**
- * Sends one request to `base`, and returns its record (times from `t0`)
- * with a promise that settles when it is answered or failed. No cache, so
- * that the browser does not hold back a request for the same URL.
- */
-function probeSend(base, path, kind, t0, credentials = "omit") {
-  const now = () => round(performance.now() - t0);
-  const request = { path, kind, openedMs: now(), sentMs: now() };
-  const done = fetch(new URL(path, base), {
-    mode: "no-cors",
-    cache: "no-store",
-    credentials,
-  }).then(
-    () => request.answeredMs = request.endedMs = now(),
-    () => {
-      request.answeredMs = null;
-      request.endedMs = now();
-    },
-  );
-  return { request, done };
-}
-
-/**
- * A connection that sends nothing: a preconnect, which the browser opens
- * for requests with credentials. The measured requests go without, on
- * connections of their own; release() sends one with credentials, which
- * takes the preconnected connection, if the browser opened it.
- */
-function probeIdle(base, path, t0) {
-  const link = document.createElement("link");
-  Object.assign(link, { rel: "preconnect", href: base.origin });
-  document.head.append(link);
-  const request = {
-    path,
-    kind: "idle",
-    openedMs: round(performance.now() - t0),
-    sentMs: null,
-  };
-  const idle = { request, done: new Promise(() => {}) };
-  idle.release = () => {
-    link.remove();
-    if (request.sentMs !== null) return idle.done;
-    const sent = probeSend(base, path, "idle", t0, "include");
-    request.sentMs = sent.request.sentMs;
-    idle.done = sent.done.then(() => {
-      request.answeredMs = sent.request.answeredMs;
-      request.endedMs = sent.request.endedMs;
-    });
-    return idle.done;
-  };
-  return idle;
-}
-
-/** Resolves after `ms`, or with the first of `promises`. */
-function firstOf(promises, ms) {
-  let timer;
-  const late = new Promise((resolve) => timer = setTimeout(resolve, ms));
-  return Promise.race([...promises, late]).finally(() => clearTimeout(timer));
-}
-
-/** One step: the fast request after `loads`, decided as probe.ts does. */
-async function probeStep(base, fastPath, loads, limitMs, t0) {
-  const fast = probeSend(base, fastPath, "fast", t0);
-  const sentMs = fast.request.sentMs;
-  const inFlight = loads.filter((l) =>
-    (l.request.endedMs ?? Infinity) > sentMs
-  );
-  await firstOf([fast.done, ...inFlight.map((l) => l.done)], limitMs);
-  const ended = inFlight.map((l) => l.request.endedMs ?? Infinity)
-    .filter((ms) => ms >= sentMs);
-  const first = Math.min(...ended);
-  const answered = typeof fast.request.answeredMs === "number";
-  const step = {
-    load: inFlight.length,
-    fast: fast.request,
-    loadEndedMs: first < Infinity
-      ? first
-      : answered
-      ? null
-      : round(performance.now() - t0),
-  };
-  return { step, fast };
-}
-
-/** Probes the server at `address` and shows what it found. */
-async function runProbe(address) {
-  const button = $("probe-form").querySelector("button");
-  if (button.disabled) return;
-  button.disabled = true;
-  document.body.dataset.state = "running";
-  globalThis.probeResult = undefined;
-  $("probe-rows").replaceChildren();
-  paragraphs($("probe-story"), ["Probing…"]);
-  const t0 = performance.now();
-  const all = [];
-  const track = (sent) => (all.push(sent), sent);
-  const redraw = () => drawProbe(all.map((s) => s.request), t0);
-  const frame = setInterval(redraw, 100);
-  try {
-    const base = new URL(address);
-    if (base.protocol !== "http:") throw new Error("Give an http:// address");
-    const fastPath = "/";
-    const slowPath = "/sleep";
-    const alone = async (path, kind, limitMs) => {
-      const sent = track(probeSend(base, path, kind, t0));
-      await firstOf([sent.done], limitMs);
-      const { answeredMs, sentMs } = sent.request;
-      if (typeof answeredMs !== "number") {
-        throw new Error(
-          `No answer to ${path} from ${base.origin}: the browser says only that the request failed (refused, reset or not HTTP look the same from here), or it took over ${
-            duration(limitMs)
-          }`,
-        );
-      }
-      return round(answeredMs - sentMs);
-    };
-    const fastMs = await alone(fastPath, "fast", PROBE_FAST_LIMIT_MS);
-    const slowMs = await alone(slowPath, "slow", 60_000);
-    const isSlow = slowMs >= NOT_SLOW_MS;
-    const limitMs = isSlow ? 4 * slowMs + 10_000 : PROBE_IDLE_MS;
-    const unseen = [];
-    const steps = [];
-    const loads = [];
-    // Without a slow route, one preconnect is all the browser can hold.
-    const max = isSlow ? PROBE_MAX : 1;
-    for (let load = 1; load <= max; load++) {
-      if (loads.some((l) => l.request.endedMs != null)) break;
-      loads.push(
-        isSlow
-          ? track(probeSend(base, slowPath, "slow", t0))
-          : track(probeIdle(base, fastPath, t0)),
-      );
-      if (!isSlow) await new Promise((r) => setTimeout(r, 300));
-      const { step, fast } = await probeStep(
-        base,
-        fastPath,
-        loads,
-        limitMs,
-        t0,
-      );
-      track(fast);
-      steps.push(step);
-      if (waited(step)) break;
-      if (!isSlow) {
-        unseen.push(
-          "Without a slow route, the browser holds only one connection that sends nothing (its preconnect), so it can tell one at a time from more, no more.",
-        );
-      }
-    }
-    await Promise.all(loads.map((l) => l.release?.() ?? l.done));
-    await Promise.all(all.map((s) => s.done));
-    let idle = isSlow ? null : steps[0];
-    if (isSlow) {
-      const quiet = track(probeIdle(base, fastPath, t0));
-      // The browser says nothing when its preconnect is open: give it time.
-      await new Promise((r) => setTimeout(r, 300));
-      const { step, fast } = await probeStep(
-        base,
-        fastPath,
-        [quiet],
-        PROBE_IDLE_MS,
-        t0,
-      );
-      track(fast);
-      idle = step;
-      await quiet.release();
-      await fast.done;
-    }
-    if (isSlow && steps.at(-1).load === PROBE_MAX && !waited(steps.at(-1))) {
-      unseen.push(
-        `The browser opens at most 6 connections to one server, so it sees at most ${PROBE_MAX} slow requests at once.`,
-      );
-    }
-    const found = probeVerdictOf({
-      method: isSlow ? "slow" : "idle",
-      slowPath,
-      fastPath,
-      slowMs: isSlow ? slowMs : null,
-      fastMs,
-      max,
-      steps,
-      idle,
-      unseen,
-    });
-    globalThis.probeResult = {
-      url: `${base.origin}/`,
-      slowPath,
-      fastPath,
-      ...found,
-      tookMs: Math.round(performance.now() - t0),
-    };
-    paragraphs($("probe-story"), [
-      found.sentence,
-      ...found.meaning,
-      ...found.unseen.map((note) => `Note: ${note}`),
-    ]);
-    $("probe-verdict").dataset.verdict = found.verdict;
-  } catch (error) {
-    globalThis.probeResult = { error: error.message };
-    paragraphs($("probe-story"), [error.message]);
-  } finally {
-    clearInterval(frame);
-    redraw();
-    document.body.dataset.state = "done";
-    button.disabled = false;
-  }
-}
-
-/** Draws the probe's requests: one bar from sent to answered. */
-function drawProbe(requests, t0) {
-  const nowMs = performance.now() - t0;
-  const end = (r) => r.answeredMs ?? r.endedMs ?? nowMs;
-  const percent = drawAxis(
-    $("probe-ticks"),
-    $("probe-waterfall"),
-    Math.max(1000, ...requests.map(end)),
-  );
-  const rows = $("probe-rows");
-  requests.forEach((r, i) => {
-    const element = rows.children[i] ??
-      makeRow(rows, r.kind === "idle" ? `idle→${r.path}` : r.path);
-    const sentMs = r.sentMs ?? end(r);
-    element.dataset.state = r.answeredMs === undefined
-      ? "waiting"
-      : r.answeredMs === null
-      ? "failed"
-      : "answered";
-    const bar = element.querySelector(".bar");
-    bar.style.left = percent(sentMs);
-    bar.style.width = percent(Math.max(0, end(r) - sentMs));
-    const idle = element.querySelector(".idle");
-    idle.hidden = r.kind !== "idle";
-    idle.style.left = percent(r.openedMs);
-    idle.style.width = percent(Math.max(0, sentMs - r.openedMs));
-    element.querySelector(".held").hidden = true;
-    element.querySelector(".figures b").textContent = duration(end(r) - sentMs);
-  });
-}
-
-$("probe-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  runProbe($("probe-form").url.value);
-});
-if (params.has("probe")) {
-  $("probe-form").url.value = params.get("probe");
-  runProbe(params.get("probe"));
-}
+if (params.has("run")) void run();

@@ -306,13 +306,18 @@ export interface Pages {
   labScript?: Uint8Array;
   /** Sent for `/lab_analysis.js`, what lab.js makes of a run, if there. */
   labAnalysis?: Uint8Array;
+  /** Sent for `/lab_probe.js`, the lab's probe of another server, if there. */
+  labProbe?: Uint8Array;
+  /** Sent for `/probe_verdict.js`, what the probe makes of its figures, if there. */
+  labVerdict?: Uint8Array;
 }
 
 /**
  * Loads the pages beside this module, wherever it is: a folder (`file:`), a
  * web server (`http:`, `https:`) or JSR. The book's two pages are enough:
- * without all of the lab's files (`lab.html`, `lab.js`, `lab_analysis.js`),
- * the lab is left out and `/lab` answers 404.
+ * without all of the lab's files (`lab.html`, `lab.js`, `lab_analysis.js`,
+ * `lab_probe.js`, `probe_verdict.js`), the lab is left out and `/lab`
+ * answers 404.
  *
  * @param folder Where the pages are, as a URL ending in `/`.
  * @returns The pages, as bytes.
@@ -1014,7 +1019,8 @@ const PAGES = {
   lab:         { file: "lab.html",        status: 200, type: "text/html",       paths: ["/lab"] },
   labScript:   { file: "lab.js",          status: 200, type: "text/javascript", paths: ["/lab.js"] },
   labAnalysis: { file: "lab_analysis.js", status: 200, type: "text/javascript", paths: ["/lab_analysis.js"] },
-  labProbe:    { file: "probe_verdict.js", status: 200, type: "text/javascript", paths: ["/probe_verdict.js"] },
+  labProbe:    { file: "lab_probe.js",     status: 200, type: "text/javascript", paths: ["/lab_probe.js"] },
+  labVerdict:  { file: "probe_verdict.js", status: 200, type: "text/javascript", paths: ["/probe_verdict.js"] },
 } as const;
 const pageNames = Object.keys(PAGES) as (keyof Pages)[];
 /** The lab's pages: all of them, or no lab. */

@@ -251,7 +251,7 @@ export async function chromiumMissing(): Promise<string | undefined> {
     Deno.permissions.query({ name: "read", path }),
   ]);
   if (allowed.some(({ state }) => state !== "granted")) {
-    return `no permission to run and read ${path}: pass what tests/allow_chromium.ts prints`;
+    return `no permission to run and read ${path}: pass what tests/allow_programs.ts prints`;
   }
 }
 

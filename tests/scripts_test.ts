@@ -106,7 +106,7 @@ Deno.test(
       });
       assert(
         server.listeningLine.endsWith(
-          "(serial); lab.html, lab.js, lab_analysis.js, or probe_verdict.js was not found, so the lab is off",
+          "(serial); lab.html, lab.js, lab_analysis.js, lab_probe.js, or probe_verdict.js was not found, so the lab is off",
         ),
         server.listeningLine,
       );
@@ -114,6 +114,7 @@ Deno.test(
         ["/lab", 404],
         ["/lab.js", 404],
         ["/lab_analysis.js", 404],
+        ["/lab_probe.js", 404],
         ["/probe_verdict.js", 404],
       ];
       await answersThenStops(server, [["/", 200], ...lab404s]);
