@@ -4,6 +4,7 @@
 // keeps no state of its own: the page (the DOM, localStorage) is the state.
 import {
   axisOf,
+  CURES,
   duration,
   firstAnswer,
   MAX_COUNT,
@@ -26,12 +27,13 @@ const task = (m) => `deno task ${m === "concurrent" ? "start" : m}`;
 const $ = (id) => document.getElementById(id);
 const form = $("controls");
 const params = new URLSearchParams(location.search);
-if (params.get("slow") === "block") form.slow.value = "block";
+const asked = `/${params.get("slow")}`;
+if ([...SLOWS, ...CURES].includes(asked)) form.slow.value = asked.slice(1);
 if (params.has("count")) form.count.value = params.get("count");
 if (["soon", "after"].includes(params.get("predict"))) {
   form.predict.value = params.get("predict");
 }
-const slowChosen = () => form.slow.value === "block" ? "/block" : "/sleep";
+const slowChosen = () => `/${form.slow.value}`;
 $("guess-slow").textContent = slowChosen();
 
 /**
@@ -284,7 +286,8 @@ function drawComparison() {
   const port = (location.port || "80") === "7878"
     ? ""
     : ` --port=${location.port || 80}`;
-  const blocks = SLOWS.flatMap((slow) =>
+  const cures = CURES.filter((cure) => runs.some((run) => run.slow === cure));
+  const blocks = [...SLOWS, ...cures].flatMap((slow) =>
     MODES.map((m) => {
       const block = document.createElement("div");
       block.className = "block";
