@@ -280,7 +280,7 @@ export type Mode = "serial" | "concurrent";
 export interface HandleOptions {
   /** The pages to send; see {@linkcode loadPages}. */
   pages: Pages;
-  /** How long `/sleep` waits, and `/block` spins, in milliseconds. */
+  /** How long `/sleep` waits, and `/block` and its cures spin, in ms. */
   sleepMs?: number;
   /** How long a client has to send its request head, in ms; then 408. */
   headTimeoutMs?: number;
@@ -355,7 +355,7 @@ export type Connection =
  * ```
  */
 export interface Pages {
-  /** Sent for `/`, `/sleep` and `/block` (hello.html). */
+  /** Sent for `/`, `/sleep`, `/block` and its cures (hello.html). */
   hello: Uint8Array;
   /** Sent, with status 404, for any other path (404.html). */
   notFound: Uint8Array;
@@ -1388,8 +1388,9 @@ function help(): string {
   );
   return `${USAGE}
 
-Serves hello.html and 404.html, a slow /sleep, a CPU-bound /block, and the
-experiment in a browser at /lab.
+Serves hello.html and 404.html, a slow /sleep, a CPU-bound /block, its cures
+/block-sliced (in slices) and /block-worker (in a Worker), and the experiment
+in a browser at /lab.
   serial       the accept loop awaits each connection: one client at a time
   concurrent   the accept loop detaches each connection: all at once (default)
   parallel     concurrent, in a worker thread per CPU on one port (Linux only;
