@@ -5,6 +5,7 @@
 // lab_probe.js, the page's probe of another server, draws with its helpers.
 import {
   axisOf,
+  CURES,
   duration,
   firstAnswer,
   MAX_COUNT,
@@ -27,12 +28,13 @@ const task = (m) => `deno task ${m === "concurrent" ? "start" : m}`;
 export const $ = (id) => document.getElementById(id);
 const form = $("controls");
 export const params = new URLSearchParams(location.search);
-if (params.get("slow") === "block") form.slow.value = "block";
+const asked = `/${params.get("slow")}`;
+if ([...SLOWS, ...CURES].includes(asked)) form.slow.value = asked.slice(1);
 if (params.has("count")) form.count.value = params.get("count");
 if (["soon", "after"].includes(params.get("predict"))) {
   form.predict.value = params.get("predict");
 }
-const slowChosen = () => form.slow.value === "block" ? "/block" : "/sleep";
+const slowChosen = () => `/${form.slow.value}`;
 $("guess-slow").textContent = slowChosen();
 
 /**
@@ -285,7 +287,8 @@ function drawComparison() {
   const port = (location.port || "80") === "7878"
     ? ""
     : ` --port=${location.port || 80}`;
-  const blocks = SLOWS.flatMap((slow) =>
+  const cures = CURES.filter((cure) => runs.some((run) => run.slow === cure));
+  const blocks = [...SLOWS, ...cures].flatMap((slow) =>
     MODES.map((m) => {
       const block = document.createElement("div");
       block.className = "block";

@@ -14,7 +14,7 @@
  * One request of a run, times in milliseconds from the run's start.
  *
  * @typedef {object} LabRequest
- * @property {string} path `/sleep`, `/block` or `/`.
+ * @property {string} path `/sleep`, `/block`, a cure of it or `/`.
  * @property {number} dueMs When the page meant to send it.
  * @property {number} sentMs When the browser sent it.
  * @property {number | null} [answeredMs] When its answer came: undefined
@@ -39,6 +39,11 @@
 export const MODES = ["serial", "concurrent", "parallel"];
 /** The slow requests, in the comparison's order. */
 export const SLOWS = ["/sleep", "/block"];
+/**
+ * The cures for /block: its spin in slices, or in a Worker. The comparison
+ * draws them after SLOWS, once a run of them is kept.
+ */
+export const CURES = ["/block-sliced", "/block-worker"];
 /**
  * The most `/` after the slow request: with it, six connections, Chromium's
  * limit for one host. A seventh would wait inside the browser, not the
@@ -430,13 +435,20 @@ function modeSentences(mode, slow, fast) {
   const [worstWait, worstServer] = [waitMs(worst), server(worst)];
   const backlog =
     say`${worst.label} waited ${worstWait} in your browser, but the server spent ${worstServer} on it: the rest it waited in the kernel's backlog`;
+  const cure = CURES.includes(slow.path);
   if (mode === "serial") {
     const before = labels(fast.filter((r) => Number(r.answeredMs) < slowAt));
+    const freed = cure
+      ? [
+        say`${slow.path} freed the thread, not the loop: a serial loop awaits the whole request, however it spends its time.`,
+      ]
+      : [];
     return [
       say`${backlog}, because the serial loop was not calling accept() while it served ${slow.path}.`,
       before.length
         ? say`${before} came before ${slow.path}: the serial server takes connections in the order the kernel queued them, one at a time.`
         : say`Every / was answered after ${slow.path}, on which the server spent ${spent}: one connection at a time.`,
+      ...freed,
     ];
   }
   if (mode === "parallel" && slow.path === "/block") {
@@ -476,10 +488,26 @@ function modeSentences(mode, slow, fast) {
   const workers = [...new Set(fast.map((r) => `worker ${r.worker}`))].sort();
   const by = mode === "parallel" ? say`, by ${workers}` : "";
   const loop = mode === "parallel" ? "Each worker's" : "The";
+  const sent = after.length
+    ? say`${after} came after ${slow.path} ended: sent too late to overlap it.`
+    : "";
+  if (slow.path === "/block-sliced") {
+    return [
+      sent ||
+      say`/block-sliced took ${spent} on the server, yet every / was answered within ${slowest}${by}: between its slices of spin, each followed by an await of a timer, the loop accepted and answered them.`,
+      "The slices cost time: the same spin as /block, with a turn of the loop after each slice, takes longer in all.",
+    ];
+  }
+  if (slow.path === "/block-worker") {
+    return [
+      sent ||
+      say`/block-worker took ${spent} on the server, spinning in a Worker it started, yet every / was answered within ${slowest}${by}: the loop's thread only awaited the Worker's answer.`,
+      "The Worker costs its start, a thread and a module to load for each request, and the spin it ran kept another core busy.",
+    ];
+  }
   return [
-    after.length
-      ? say`${after} came after /sleep ended: sent too late to overlap it.`
-      : say`Every / was answered while /sleep was still waiting on its timer, the slowest in ${slowest}${by}.`,
+    sent ||
+    say`Every / was answered while /sleep was still waiting on its timer, the slowest in ${slowest}${by}.`,
     say`${loop} concurrent loop went back to accept() as soon as /sleep's handler awaited its timer, so nothing waited in the backlog; the server spent ${spent} on /sleep itself.`,
   ];
 }
@@ -494,7 +522,8 @@ function modeSentences(mode, slow, fast) {
  */
 export function readable(value) {
   const run = /** @type {any} */ (value);
-  return MODES.includes(run?.mode) && SLOWS.includes(run.slow) &&
+  return MODES.includes(run?.mode) &&
+    [...SLOWS, ...CURES].includes(run.slow) &&
     isMs(run.at) && Array.isArray(run.requests) &&
     run.requests.length >= 2 && run.requests.length <= MAX_COUNT + 1 &&
     run.requests.every((/** @type {any} */ r, /** @type {number} */ i) =>

@@ -180,12 +180,71 @@ async function answer(exchange: Exchange): Promise<Outcome> {
     await delay(sleepMs, { signal: drop });
   } else if (request.path === "/block") {
     // No await: nothing else runs meanwhile, not even the accept loop.
-    const until = performance.now() + sleepMs;
-    while (performance.now() < until); // the async book's warning
+    spin(sleepMs); // the async book's warning
+  } else if (request.path === "/block-sliced") {
+    // The first cure: the same spin in slices, each followed by an await
+    // of a timer, in whose wait the loop accepts, reads and writes for
+    // the others. An await of a resolved promise would not do: it goes
+    // on in a microtask, before the loop has had its turn.
+    for (let left = sleepMs; left > 0; left -= SLICE_MS) {
+      spin(Math.min(left, SLICE_MS));
+      await delay(0, { signal: drop });
+    }
+  } else if (request.path === "/block-worker") {
+    // The second cure: the same spin on a thread of its own, which this
+    // request starts; this thread only awaits its answer.
+    if (!await spinInWorker(sleepMs, drop)) {
+      return { status: await send(exchange, 503), unread };
+    }
   }
   const status = await send(exchange, pageFor(request.path, pages));
   return { status, unread };
 }
+
+/** Keeps the thread busy for `ms`: CPU-bound work, with no await. */
+function spin(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until);
+}
+
+/** How long /block-sliced spins between two awaits, in ms. */
+const SLICE_MS = 10;
+
+/**
+ * spin() in a Worker started for it, terminated once it is done or `drop`
+ * is aborted (then the promise rejects, as /sleep's delay does). Resolves
+ * false if no Worker can run here. Its code is a `data:` URL, which needs
+ * no read permission, so it runs however main.ts was started: from a
+ * folder, a copy or a URL. It inherits this thread's permissions and uses
+ * none.
+ */
+async function spinInWorker(ms: number, drop?: AbortSignal): Promise<boolean> {
+  let worker: Worker;
+  try {
+    worker = new Worker(SPINNER, { type: "module" });
+  } catch {
+    return false;
+  }
+  const spun = Promise.withResolvers<boolean>();
+  worker.onmessage = () => spun.resolve(true);
+  worker.onerror = (event) => {
+    event.preventDefault(); // fail this request, not the process
+    spun.resolve(false);
+  };
+  using _dropped = onAbort(drop, () => spun.reject(drop!.reason));
+  try {
+    worker.postMessage(ms);
+    return await spun.promise;
+  } finally {
+    worker.terminate();
+  }
+}
+/** The Worker's module: spin() for the time it is sent, then say so. */
+const SPINNER = `data:text/javascript,${
+  encodeURIComponent(
+    `onmessage = ({ data }) => { (${spin})(data); postMessage(0); };`,
+  )
+}`;
 
 // ===========================================================================
 // 2. What serve() and handle() take: their options, the connection, the
@@ -221,7 +280,7 @@ export type Mode = "serial" | "concurrent";
 export interface HandleOptions {
   /** The pages to send; see {@linkcode loadPages}. */
   pages: Pages;
-  /** How long `/sleep` waits, and `/block` spins, in milliseconds. */
+  /** How long `/sleep` waits, and `/block` and its cures spin, in ms. */
   sleepMs?: number;
   /** How long a client has to send its request head, in ms; then 408. */
   headTimeoutMs?: number;
@@ -296,7 +355,7 @@ export type Connection =
  * ```
  */
 export interface Pages {
-  /** Sent for `/`, `/sleep` and `/block` (hello.html). */
+  /** Sent for `/`, `/sleep`, `/block` and its cures (hello.html). */
   hello: Uint8Array;
   /** Sent, with status 404, for any other path (404.html). */
   notFound: Uint8Array;
@@ -584,7 +643,7 @@ function pathOf(target: string): string | undefined {
 }
 
 /** The statuses sent with a short plain-text body that names them. */
-type ErrorStatus = 400 | 405 | 408 | 431 | 501 | 505;
+type ErrorStatus = 400 | 405 | 408 | 431 | 501 | 503 | 505;
 
 /**
  * Writes a page, or an error status with a body that names it, however
@@ -1014,7 +1073,7 @@ function describe(error: unknown): string {
 /** Which file answers which paths, with which status and type. */
 // deno-fmt-ignore
 const PAGES = {
-  hello:       { file: "hello.html",      status: 200, type: "text/html",       paths: ["/", "/sleep", "/block"] },
+  hello:       { file: "hello.html",      status: 200, type: "text/html",       paths: ["/", "/sleep", "/block", "/block-sliced", "/block-worker"] },
   notFound:    { file: "404.html",        status: 404, type: "text/html",       paths: [] }, // any other path
   lab:         { file: "lab.html",        status: 200, type: "text/html",       paths: ["/lab"] },
   labScript:   { file: "lab.js",          status: 200, type: "text/javascript", paths: ["/lab.js"] },
@@ -1336,8 +1395,9 @@ function help(): string {
   );
   return `${USAGE}
 
-Serves hello.html and 404.html, a slow /sleep, a CPU-bound /block, and the
-experiment in a browser at /lab.
+Serves hello.html and 404.html, a slow /sleep, a CPU-bound /block, its cures
+/block-sliced (in slices) and /block-worker (in a Worker), and the experiment
+in a browser at /lab.
   serial       the accept loop awaits each connection: one client at a time
   concurrent   the accept loop detaches each connection: all at once (default)
   parallel     concurrent, in a worker thread per CPU on one port (Linux only;

@@ -129,7 +129,7 @@ for (const mode of ["serial", "concurrent"] as const) {
 }
 
 type Mode = "serial" | "concurrent" | "parallel";
-type Slow = "sleep" | "block";
+type Slow = "sleep" | "block" | "block-sliced" | "block-worker";
 
 /** Starts main.ts for the `/lab` tests, in `mode`, on `port` if given. */
 async function startLabServer(
@@ -520,6 +520,34 @@ Deno.test({
     assertEquals(first("serial", "block"), "after");
     assertEquals(first("concurrent", "sleep"), "soon");
     assertEquals(first("parallel", "sleep"), "soon");
+  }, LAB_DEADLINE_MS),
+});
+
+Deno.test({
+  name:
+    "Chromium's /lab offers /block's cures: in concurrent mode the first / comes before either, the page names the cure it saw, and the comparison adds its blocks",
+  ignore: missing !== undefined,
+  fn: withDeadline(async () => {
+    await using browser = await launchChromium();
+    await using server = await startLabServer("concurrent", 1500);
+    let last: LabRun | undefined;
+    for (const slow of ["block-sliced", "block-worker"] as const) {
+      last = await labRun(browser, server, "concurrent", {
+        slow,
+        count: 3,
+        predict: "soon",
+      });
+      assertEquals(last.verdict?.held, "yes", last.verdict?.text);
+      assertStringIncludes(last.story[0], `/${slow} took `);
+      assertEquals(blockOf(last, "concurrent", slow).first, "soon");
+    }
+    // The six of /sleep and /block, then three for each cure kept.
+    assertEquals(
+      last!.compare.map((block) => block.slow),
+      ["/sleep", "/block", "/block-sliced", "/block-worker"].flatMap((slow) =>
+        Array(3).fill(slow)
+      ),
+    );
   }, LAB_DEADLINE_MS),
 });
 

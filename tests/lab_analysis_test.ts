@@ -457,6 +457,54 @@ Deno.test("story() reads the run in sentences, and puts the rest in notes", asyn
   );
 
   await t.step(
+    "concurrent /block-sliced: / answered between slices, and the slices' cost",
+    () => {
+      const requests = [
+        request("/block-sliced", 0, 4, 1838, 1830, { idleMs: 0.2 }),
+        ...roots([[203, 209.6, 0.6], [402, 413, 0.5], [601, 606, 0.4]]),
+      ];
+      assertEquals(story({ mode: "concurrent", requests }).sentences, [
+        "/block-sliced took 1.8 s on the server, yet every / was answered within 11 ms: between its slices of spin, each followed by an await of a timer, the loop accepted and answered them.",
+        "The slices cost time: the same spin as /block, with a turn of the loop after each slice, takes longer in all.",
+      ]);
+    },
+  );
+
+  await t.step(
+    "concurrent /block-worker: / answered at once, and the Worker's cost",
+    () => {
+      const requests = [
+        request("/block-worker", 0, 4, 1527, 1519, { idleMs: 0.2 }),
+        ...roots([[203, 205, 0.6], [402, 404.1, 0.5], [601, 603, 0.4]]),
+      ];
+      assertEquals(story({ mode: "concurrent", requests }).sentences, [
+        "/block-worker took 1.5 s on the server, spinning in a Worker it started, yet every / was answered within 2.1 ms: the loop's thread only awaited the Worker's answer.",
+        "The Worker costs its start, a thread and a module to load for each request, and the spin it ran kept another core busy.",
+      ]);
+    },
+  );
+
+  await t.step(
+    "serial /block-worker: / waits all the same, since the loop awaits the request",
+    () => {
+      const requests = [
+        request("/block-worker", 0, 4, 1527, 1519, { idleMs: 0.2 }),
+        ...roots([[203, 1530, 0.6], [402, 1532, 0.5], [601, 1534, 0.4]]),
+      ];
+      const { sentences } = story({ mode: "serial", requests });
+      assertEquals(sentences.length, 3);
+      assertStringIncludes(
+        sentences[1],
+        "Every / was answered after /block-worker",
+      );
+      assertEquals(
+        sentences[2],
+        "/block-worker freed the thread, not the loop: a serial loop awaits the whole request, however it spends its time.",
+      );
+    },
+  );
+
+  await t.step(
     "a request with no answer: the sentence asks about the server",
     () => {
       const requests = [
@@ -495,6 +543,14 @@ Deno.test("readable() keeps a stored run only in the shape docs/browser.md gives
       ...run,
       mode: "parallel",
       requests: run.requests.map((r) => ({ ...r, worker: 2 })),
+    }, true],
+    ["a run of a cure for /block", {
+      ...run,
+      slow: "/block-sliced",
+      requests: [
+        { ...run.requests[0], path: "/block-sliced" },
+        ...run.requests.slice(1),
+      ],
     }, true],
     ["an unknown mode", { ...run, mode: "threaded" }, false],
     ["a slow request its first path does not match", {

@@ -53,21 +53,32 @@ async function answersThenStops(
 for (const mode of ["serial", "concurrent", "parallel"]) {
   Deno.test({
     name:
-      `main.ts run from an http:// URL serves / and /lab in ${mode} mode, with no read permission`,
+      `main.ts run from an http:// URL serves /, /lab and /block's cures in ${mode} mode, with no read permission`,
     // Parallel mode needs reusePort (SO_REUSEPORT), which Deno has on Linux.
     ignore: mode === "parallel" && Deno.build.os !== "linux",
     fn: withDeadline(async () => {
       await using files = serveFolder();
       const script = `http://127.0.0.1:${files.addr.port}/main.ts`;
       const parallel = mode === "parallel";
-      const args = [mode, ...(parallel ? ["--workers=2"] : [])];
+      const args = [
+        mode,
+        "--sleep-ms=10",
+        ...(parallel ? ["--workers=2"] : []),
+      ];
       await using server = await startServerProcess(args, {
         script,
         allowRead: "",
         denoFlags: parallel ? ["--unstable-net"] : [],
       });
       assertEquals(server.mode, mode, server.listeningLine);
-      await answersThenStops(server, [["/", 200], ["/lab", 200], ["/x", 404]]);
+      // /block-worker's Worker is a data: URL: it needs no read permission.
+      await answersThenStops(server, [
+        ["/", 200],
+        ["/lab", 200],
+        ["/x", 404],
+        ["/block-sliced", 200],
+        ["/block-worker", 200],
+      ]);
     }),
   });
 }
@@ -100,10 +111,13 @@ Deno.test(
       for (const file of ["main.ts", "hello.html", "404.html"]) {
         await Deno.copyFile(`${folder}/${file}`, `${copy}/${file}`);
       }
-      await using server = await startServerProcess(["serial"], {
-        script: new URL(`file://${copy}/main.ts`).href,
-        allowRead: copy,
-      });
+      await using server = await startServerProcess(
+        ["serial", "--sleep-ms=10"],
+        {
+          script: new URL(`file://${copy}/main.ts`).href,
+          allowRead: copy,
+        },
+      );
       assert(
         server.listeningLine.endsWith(
           "(serial); lab.html, lab.js, lab_analysis.js, lab_probe.js, or probe_verdict.js was not found, so the lab is off",
@@ -117,7 +131,11 @@ Deno.test(
         ["/lab_probe.js", 404],
         ["/probe_verdict.js", 404],
       ];
-      await answersThenStops(server, [["/", 200], ...lab404s]);
+      await answersThenStops(server, [
+        ["/", 200],
+        ["/block-worker", 200],
+        ...lab404s,
+      ]);
     } finally {
       await Deno.remove(copy, { recursive: true });
     }

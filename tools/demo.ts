@@ -1,12 +1,12 @@
 /**
  * The async book's slow-request experiment in one command: for serial mode,
- * concurrent mode, concurrent mode with the CPU-bound `/block` and parallel
- * mode with `/block`, start `main.ts`, send one slow request, then a few `/`
- * shortly after, and draw when each request was sent and when its answer
- * came back.
+ * concurrent mode, concurrent mode with the CPU-bound `/block` and with its
+ * two cures (`/block-sliced`, `/block-worker`), and parallel mode with
+ * `/block`, start `main.ts`, send one slow request, then a few `/` shortly
+ * after, and draw when each request was sent and when its answer came back.
  *
  * ```sh
- * deno task demo                  # /sleep and /block take 1500 ms
+ * deno task demo                  # /sleep waits, /block spins, 1500 ms
  * deno task demo --sleep-ms=3000
  * ```
  *
@@ -19,7 +19,7 @@ import { startServerProcess } from "../tests/server_process.ts";
 
 interface Scenario {
   mode: "serial" | "concurrent" | "parallel";
-  slow: "/sleep" | "/block";
+  slow: "/sleep" | "/block" | "/block-sliced" | "/block-worker";
   /** How many `/` follow the slow request. */
   fast: number;
 }
@@ -28,6 +28,9 @@ const SCENARIOS: Scenario[] = [
   { mode: "serial", slow: "/sleep", fast: 3 },
   { mode: "concurrent", slow: "/sleep", fast: 3 },
   { mode: "concurrent", slow: "/block", fast: 3 },
+  // The cures: the same spin, in slices or in a Worker.
+  { mode: "concurrent", slow: "/block-sliced", fast: 3 },
+  { mode: "concurrent", slow: "/block-worker", fast: 3 },
   // Two workers, whatever the CPUs, so that about half of / wait; more
   // requests, so that both halves surely show.
   { mode: "parallel", slow: "/block", fast: 6 },
@@ -78,7 +81,7 @@ function verdict(
     timing.answeredMs - timing.sentMs
   );
   const longest = Math.max(...waits);
-  const label = slow === "/block" ? `${mode} + /block` : mode;
+  const label = slow === "/sleep" ? mode : `${mode} + ${slow}`;
   if (mode === "parallel") {
     // Those on the blocked worker are answered when /block is, or later.
     const blockEnd = timings[0].answeredMs;
@@ -87,9 +90,19 @@ function verdict(
     ).length;
     return `${label}: ${waited} of ${waits.length} / waited: the kernel picks a worker per connection; which get the blocked one is luck`;
   }
-  return longest > sleepMs / 2
-    ? `${label}: / waited up to ${formatMs(longest)} behind ${slow}`
-    : `${label}: / answered in ${formatMs(longest)} or less while ${slow} ran`;
+  if (longest > sleepMs / 2) {
+    return `${label}: / waited up to ${formatMs(longest)} behind ${slow}`;
+  }
+  // A cure costs time of its own: the slices' turns, the Worker's start.
+  const took = timings[0].answeredMs - timings[0].sentMs;
+  const cost = slow === "/sleep"
+    ? ""
+    : `; it took ${formatMs(took - sleepMs)} more than its ${
+      formatMs(sleepMs)
+    } of spin`;
+  return `${label}: / answered in ${
+    formatMs(longest)
+  } or less while ${slow} ran${cost}`;
 }
 
 function parseSleepMs(args: string[]): number {
@@ -117,13 +130,15 @@ if (import.meta.main) {
 
   const axisMs = Math.max(...results.flat().map((timing) => timing.answeredMs));
   console.log(
-    `One slow request, then a few / ; /sleep and /block take ${sleepMs} ms\n`,
+    `One slow request, then a few / ; /sleep waits, and /block spins, ${sleepMs} ms\n`,
   );
   SCENARIOS.forEach((scenario, i) => {
     const workers = scenario.mode === "parallel" ? " (2 workers)" : "";
+    // As wide as the slow request's path, and no less than before the cures.
+    const width = Math.max(7, scenario.slow.length + 1);
     console.log(`${scenario.mode} mode${workers}, ${scenario.slow}`);
-    for (const timing of results[i]) console.log(row(timing, axisMs));
-    console.log(`${axis(axisMs)}\n`);
+    for (const timing of results[i]) console.log(row(timing, axisMs, width));
+    console.log(`${axis(axisMs, width)}\n`);
   });
   SCENARIOS.forEach((scenario, i) =>
     console.log(verdict(scenario, results[i], sleepMs))
