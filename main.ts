@@ -19,9 +19,10 @@ import { STATUS_TEXT, type StatusCode } from "jsr:@std/http@^1.1.3/status";
 import { levenshteinDistance } from "jsr:@std/text@^1.0.19/levenshtein-distance";
 
 // ===========================================================================
-// 1. The lesson: serve(), handle() and the routes. Read this first; the
-// sections after it are what they call, and a first reading may skip all of
-// them but the next, which says what serve() and handle() take.
+// 1. The lesson: serve(), handle() and the routes, /block's two cures among
+// them. Read this first; the sections after it are what they call, and a
+// first reading may skip all of them but the next, which says what serve()
+// and handle() take.
 // ===========================================================================
 
 /**
@@ -722,9 +723,9 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 // ===========================================================================
-// 4. What serve() keeps: the open connections, their one timer, the stop.
-// Skip it unless you want to know how a server ends every connection it
-// starts, and what that costs.
+// 4. What serve() keeps: the open connections, their one timer, the stop,
+// and the small helpers all sections use. Skip it unless you want to know
+// how a server ends every connection it starts, and what that costs.
 // ===========================================================================
 
 /**
