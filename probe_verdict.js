@@ -237,7 +237,7 @@ function meaningOf(verdict, atOnce, idleHolds, method) {
   const meaning = [
     {
       serial:
-        "The accept loop waits for each connection to be done before it accepts the next (`await handle(conn)` in the loop): later clients wait in the kernel's backlog. A pool of one thread does the same, and so does a larger pool whose workers hold one lock across the whole job. Detach the handler (`handle(conn)` without `await`) or spawn a task per connection.",
+        "The accept loop waits for each connection to be done before it accepts the next (`await handle(conn)` in the loop): later clients wait in the kernel's backlog. A pool of one thread does the same, and so does a larger pool whose workers hold one lock across the whole job. Detach the handler (`void handle(conn)`, no `await`) or spawn a task per connection.",
       pool:
         `At most ${atOnce} at once: a pool of ${atOnce} threads or workers, or a limit such as main.ts's --max-in-flight=${atOnce} (the async book's for_each_concurrent(${atOnce})). Request ${
           atOnce + 1

@@ -183,6 +183,8 @@ export interface LabTab extends AsyncDisposable {
   preconnect(): Promise<void>;
   /** Waits for the probe of `/lab?probe=URL` to end; returns `probeResult`. */
   probed(): Promise<Record<string, unknown>>;
+  /** A screenshot of the probe's section, as it stands. */
+  probeScreenshot(): Promise<Uint8Array>;
 }
 
 /** A headless Chromium with its own profile; dispose of it to stop it. */
@@ -425,6 +427,9 @@ async function openLab(
         (globalThis as unknown as { probeResult: Record<string, unknown> })
           .probeResult
       );
+    },
+    async probeScreenshot() {
+      return await (await page.$("#probe"))!.screenshot();
     },
     async [Symbol.asyncDispose]() {
       await page.close();

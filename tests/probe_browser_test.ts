@@ -5,7 +5,9 @@
  * `probe.ts --json`. What the verdict makes of the figures is tested
  * without a browser in probe_verdict_test.ts.
  *
- * Skipped, with the reason printed, where there is no Chromium.
+ * Skipped, with the reason printed, where there is no Chromium. Run with
+ * `-- --update-screenshots` (deno task screenshots) to rewrite
+ * screenshots/lab-probe.png, the serial server's probe.
  */
 
 import { assertEquals } from "@std/assert";
@@ -15,6 +17,7 @@ import { withDeadline } from "./waiting.ts";
 
 const missing = await chromiumMissing();
 if (missing) console.log(`browser tests skipped: ${missing}`);
+const updateScreenshots = Deno.args.includes("--update-screenshots");
 
 const cases = [
   [["serial"], {
@@ -60,6 +63,12 @@ for (const [args, expected] of cases) {
         JSON.stringify(result),
       );
       assertEquals((await tab.look()).printed, []);
+      if (updateScreenshots && args.join(" ") === "serial") {
+        await Deno.writeFile(
+          "screenshots/lab-probe.png",
+          await tab.probeScreenshot(),
+        );
+      }
     }, 120_000),
   });
 }
