@@ -1198,7 +1198,9 @@ function checkOptions(options: HandleOptions, taker: "handle" | "serve") {
     const owner = option?.for ??
       (["handle", "serve"] as const).find((t) => UNDEFAULTED[t].includes(name));
     if (owner === undefined) {
-      throw new TypeError(`${taker}() has no option "${name}"`);
+      const known = [...Object.keys(OPTIONS), ...UNDEFAULTED.handle];
+      const hint = didYouMean(name, known);
+      throw new TypeError(`${taker}() has no option "${name}"${hint}`);
     }
     if (owner === "command line" || owner === "serve" && taker === "handle") {
       const where = owner === "serve" ? "serve()" : "the command line";
@@ -1353,16 +1355,17 @@ function libraryOptions(options: CommandLine) {
 }
 
 /**
- * `; did you mean --sleep-ms?` for a flag a few edits from one that exists,
- * or the start of only one (`--sleep`); otherwise nothing.
+ * `; did you mean sleep-ms?` (with `prefix` before the name) for a name a
+ * few edits from one of `names`, or the start of only one (`sleep`);
+ * otherwise nothing. For a mistyped flag or option.
  */
-function nearestFlag(typed: string, flags: string[]): string {
-  const edits = (flag: string) => levenshteinDistance(typed, flag);
-  const near = flags.filter((flag) => edits(flag) <= 2)
+function didYouMean(typed: string, names: string[], prefix = ""): string {
+  const edits = (name: string) => levenshteinDistance(typed, name);
+  const near = names.filter((name) => edits(name) <= 2)
     .sort((a, b) => edits(a) - edits(b));
-  const starting = flags.filter((flag) => flag.startsWith(typed));
+  const starting = names.filter((name) => name.startsWith(typed));
   const [meant] = near.length ? near : starting.length === 1 ? starting : [];
-  return meant ? `; did you mean --${meant}?` : "";
+  return meant ? `; did you mean ${prefix}${meant}?` : "";
 }
 
 /** A flag's name on the command line: `sleepMs` is `--sleep-ms`. */
@@ -1433,11 +1436,12 @@ function parseCommandLine(args: readonly string[]): CommandLine {
     alias: { h: "help" },
     unknown(arg, key) {
       if (key === undefined) return true; // a mode, checked below
-      const hint = nearestFlag(key, [...names.map(flagOf), "help"]);
+      const hint = didYouMean(key, [...names.map(flagOf), "help"], "--");
       throw new TypeError(`Unknown option "${arg}"${hint}`);
     },
   });
-  const modes = (flags._ as unknown[]).map(String);
+  // The same mode twice (`deno task serial serial`) is that mode.
+  const modes = [...new Set((flags._ as unknown[]).map(String))];
   const unknown = modes.find((m) => !(MODES as readonly string[]).includes(m));
   if (unknown) {
     const meant = MODES.find((m) => m === unknown.toLowerCase());
@@ -1645,14 +1649,14 @@ function missingPermissions(
     folder === Deno.cwd() ? "main.ts" : import.meta.filename ?? import.meta.url,
     ...args,
   ];
-  const what = cannot.filter((it) => it !== true).join(" or ");
+  const what = cannot.filter((it) => it !== true);
   const unstable =
     "Parallel mode needs --unstable-net, for Deno.listen's reusePort";
-  const why = !canShare && what
-    ? `${unstable}, and permission to ${what}`
+  const why = !canShare && what.length
+    ? `${unstable}, and permission to ${what.join(" and ")}`
     : !canShare
     ? unstable
-    : `No permission to ${what}`;
+    : `No permission to ${what.join(" or ")}`;
   return `${why}; run: ${command.join(" ")}`;
 }
 

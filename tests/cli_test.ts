@@ -157,6 +157,17 @@ Deno.test(
   }),
 );
 
+Deno.test({
+  name:
+    "main.ts takes the same mode twice as that mode, as deno task serial serial gives it",
+  // It stops main.ts with SIGTERM.
+  ignore: noSignals,
+  fn: withDeadline(async () => {
+    await using main = await startServerProcess(["serial", "serial"]);
+    assertEquals(main.mode, "serial");
+  }),
+});
+
 Deno.test(
   "deno task start serial says that the task already chooses a mode, names deno task serial, and exits 2",
   withDeadline(async () => {

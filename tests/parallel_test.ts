@@ -77,7 +77,7 @@ Deno.test({
         [
           "nothing at all, as a newcomer runs it",
           [],
-          `${unstable}, and permission to read the pages and main.ts or listen on 127.0.0.1:0`,
+          `${unstable}, and permission to read the pages and main.ts and listen on 127.0.0.1:0`,
           "deno run --unstable-net --allow-net=127.0.0.1 --allow-read=. main.ts parallel --port=0",
         ],
         [

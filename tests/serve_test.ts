@@ -76,7 +76,7 @@ Deno.test("handle() and serve() ignore no option: an unknown one is refused", as
     await assertRejects(
       async () => await handle(conn, { pages, ...typo } as HandleOptions),
       TypeError,
-      'handle() has no option "sleepMS"',
+      'handle() has no option "sleepMS"; did you mean sleepMs?',
     );
     assertEquals(conn.unread, get("/").length, "it read before it checked");
     assert(conn.closed, "a detached call would leak the connection");

@@ -130,7 +130,7 @@ if (import.meta.main) {
 
   const axisMs = Math.max(...results.flat().map((timing) => timing.answeredMs));
   console.log(
-    `One slow request, then a few / ; /sleep waits, and /block spins, ${sleepMs} ms\n`,
+    `One slow request, then a few /. /sleep waits, and /block and its cures spin, ${sleepMs} ms\n`,
   );
   SCENARIOS.forEach((scenario, i) => {
     const workers = scenario.mode === "parallel" ? " (2 workers)" : "";
