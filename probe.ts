@@ -352,15 +352,18 @@ interface Target {
 
 /** The server's address, from a URL: http:// only, its path unused. */
 function targetOf(url: string | URL): Target {
+  // 127.0.0.1:7878 or localhost:7878, without its scheme: say how to write it.
+  const text = String(url);
+  const hint = text.includes("://") ? "" : `; did you mean http://${text}/?`;
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    throw new TypeError(`Not a URL: ${JSON.stringify(String(url))}`);
+    throw new TypeError(`Not a URL: ${JSON.stringify(text)}${hint}`);
   }
   if (parsed.protocol !== "http:") {
     throw new TypeError(
-      `Only http:// URLs can be probed, not ${parsed.protocol}//`,
+      `Only http:// URLs can be probed, not ${parsed.protocol}//${hint}`,
     );
   }
   const hostname = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
@@ -666,9 +669,12 @@ if (import.meta.main) {
   if (url === undefined || extra.length) {
     fail("Give one URL, such as http://127.0.0.1:7878/; see --help", 2);
   }
-  const number = (name: string, value: string | undefined) => {
+  const number = (flag: string, value: string | undefined) => {
     if (value === undefined) return undefined;
-    if (!/^\d+$/.test(value)) fail(`--${name} must be a whole number`, 2);
+    const [least, most] = RANGES[flag === "max" ? "max" : "idleMs"];
+    if (!/^\d+$/.test(value) || +value < least || +value > most) {
+      fail(`--${flag} must be a whole number from ${least} to ${most}`, 2);
+    }
     return Number(value);
   };
   const json = args.json;

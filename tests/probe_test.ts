@@ -315,6 +315,8 @@ Deno.test(
     closed.close();
     const cases: [string, string[]][] = [
       ["not a URL", ["nowhere"]],
+      ["no scheme", ["127.0.0.1:7878"]],
+      ["--max out of range", [concurrentServer.url, "--max=0"]],
       ["not http", ["ftp://127.0.0.1/"]],
       ["an unknown option", [concurrentServer.url, "--slowly"]],
       ["refused", [refused]],
@@ -329,6 +331,10 @@ Deno.test(
         assertMatch(stderr, /^error: [^\n]+\n$/);
       });
     }
+    await t.step("no scheme: the URL it meant", async () => {
+      const { stderr } = await runProbe(["127.0.0.1:7878"]);
+      assertMatch(stderr, /did you mean http:\/\/127\.0\.0\.1:7878\/\?\n$/);
+    });
     notHttp.close();
     resets.close();
     await Promise.all([greeting, resetting].map((p) => p.catch(() => {})));
