@@ -330,11 +330,21 @@ $("clear").addEventListener("click", () => {
 });
 drawComparison();
 
-/** One paragraph for each of `texts`, in `holder`. */
+/**
+ * One paragraph for each of `texts`, in `holder`; what stands between
+ * backticks (the probe's `await handle(conn)`) is set as code.
+ */
 export function paragraphs(holder, texts) {
   holder.replaceChildren(...texts.map((text) => {
     const p = document.createElement("p");
-    p.textContent = text;
+    p.append(
+      ...text.split("`").map((part, i) => {
+        if (i % 2 === 0) return part;
+        const code = document.createElement("code");
+        code.textContent = part;
+        return code;
+      }),
+    );
     return p;
   }));
 }

@@ -7,6 +7,7 @@
 import { $, drawAxis, makeRow, paragraphs, params, round } from "./lab.js";
 import { duration } from "./lab_analysis.js";
 import {
+  labelsOf,
   NOT_SLOW_MS,
   verdictOf as probeVerdictOf,
   waited,
@@ -109,6 +110,7 @@ async function runProbe(address) {
   document.body.dataset.state = "running";
   globalThis.probeResult = undefined;
   $("probe-rows").replaceChildren();
+  $("probe-waterfall").hidden = false;
   paragraphs($("probe-story"), ["Probing…"]);
   const t0 = performance.now();
   const all = [];
@@ -237,7 +239,7 @@ function drawProbe(requests, t0) {
   const rows = $("probe-rows");
   requests.forEach((r, i) => {
     const element = rows.children[i] ??
-      makeRow(rows, r.kind === "idle" ? `idle→${r.path}` : r.path);
+      makeRow(rows, labelsOf(requests)[i]);
     const sentMs = r.sentMs ?? end(r);
     element.dataset.state = r.answeredMs === undefined
       ? "waiting"

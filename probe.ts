@@ -28,6 +28,7 @@
 import { parseArgs } from "jsr:@std/cli@^1.0.32/parse-args";
 import {
   duration,
+  labelsOf,
   NOT_SLOW_MS,
   type ProbeRequest,
   type ProbeRun,
@@ -292,16 +293,9 @@ export async function probe(
  * ```
  */
 export function report(found: ProbeReport): string[] {
-  // The first two went alone; the others are numbered by path.
-  const counts = new Map<string, number>();
+  const labels = labelsOf(found.requests);
   const rows = found.requests.map((request, i) => {
-    const number = (counts.get(request.path) ?? 0) + (i < 2 ? 0 : 1);
-    if (request.kind !== "idle") counts.set(request.path, number);
-    const label = i < 2
-      ? `${request.path} alone`
-      : request.kind === "idle"
-      ? `idle→${request.path}`
-      : `${request.path} #${number}`;
+    const label = labels[i];
     const ended = request.answeredMs ?? request.endedMs ?? found.tookMs;
     const sentMs = request.sentMs ?? ended;
     return {

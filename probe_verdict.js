@@ -137,6 +137,39 @@ export function waited({ fast, loadEndedMs }) {
 }
 
 /**
+ * Each request's label in a probe's timeline, the terminal's and the lab's:
+ * the first two went alone (`/ alone`), the others are numbered by path
+ * (`/sleep #1`), and a connection that sent nothing until released is
+ * `idle→/`.
+ *
+ * @param {Pick<ProbeRequest, "path" | "kind">[]} requests In the order the
+ *   probe opened them.
+ * @returns {string[]}
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * const labels = labelsOf([
+ *   { path: "/", kind: "fast" }, { path: "/sleep", kind: "slow" },
+ *   { path: "/sleep", kind: "slow" }, { path: "/", kind: "fast" },
+ *   { path: "/", kind: "idle" }, { path: "/", kind: "fast" },
+ * ]);
+ * assertEquals(labels, ["/ alone", "/sleep alone", "/sleep #1", "/ #1", "idle→/", "/ #2"]);
+ * ```
+ */
+export function labelsOf(requests) {
+  /** @type {Map<string, number>} */
+  const counts = new Map();
+  return requests.map(({ path, kind }, i) => {
+    if (i < 2) return `${path} alone`;
+    if (kind === "idle") return `idle→${path}`;
+    const number = (counts.get(path) ?? 0) + 1;
+    counts.set(path, number);
+    return `${path} #${number}`;
+  });
+}
+
+/**
  * What a probe's figures say: the verdict, its sentence and what it means.
  *
  * @param {ProbeRun} run

@@ -485,6 +485,19 @@ Deno.test("story() reads the run in sentences, and puts the rest in notes", asyn
   );
 
   await t.step(
+    "parallel /block-worker: the Worker started from a worker thread is slow to answer",
+    () => {
+      const requests = [
+        request("/block-worker", 0, 4, 2530, 2522, { worker: 1 }),
+        ...roots([[203, 205, 0.6], [402, 404.1, 0.5], [601, 603, 0.4]])
+          .map((r) => ({ ...r, worker: 2 })),
+      ];
+      const [, cost] = story({ mode: "parallel", requests }).sentences;
+      assertStringIncludes(cost, "only after about a second");
+    },
+  );
+
+  await t.step(
     "serial /block-worker: / waits all the same, since the loop awaits the request",
     () => {
       const requests = [
