@@ -234,6 +234,7 @@ async function spinInWorker(ms: number, drop?: AbortSignal): Promise<boolean> {
     worker.terminate();
   }
 }
+
 /** The Worker's module: spin() for the time it is sent, then say so. */
 const SPINNER = `data:text/javascript,${
   encodeURIComponent(
@@ -254,7 +255,8 @@ const SPINNER = `data:text/javascript,${
  * ```ts
  * import { assertEquals } from "@std/assert";
  *
- * const mode: Mode = ["serial"].includes("serial") ? "serial" : "concurrent";
+ * const [arg = "concurrent"] = ["serial"]; // as Deno.args might give it
+ * const mode: Mode = arg === "serial" ? "serial" : "concurrent";
  * assertEquals(mode, "serial");
  * ```
  */
