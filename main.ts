@@ -192,8 +192,8 @@ async function answer(exchange: Exchange): Promise<Outcome> {
       return { status: await send(exchange, 503), unread };
     }
   }
-  const status = await send(exchange, pageFor(request.path, pages));
-  return { status, unread };
+  const page = await pageFor(request.path, pages, drop);
+  return { status: await send(exchange, page), unread };
 }
 
 /** Keeps the thread busy for `ms`: CPU-bound work, with no await. */
@@ -341,7 +341,8 @@ export type Connection =
   & Partial<Pick<Deno.Conn, "closeWrite">>;
 
 /**
- * The pages the server sends, as bytes ready to write: see {@linkcode loadPages}.
+ * The pages the server sends: the book's two as bytes ready to write, and
+ * where the lab is, if it is there. See {@linkcode loadPages}.
  *
  * @example The book's two pages, without the lab (`/lab` answers 404)
  * ```ts
@@ -356,27 +357,22 @@ export interface Pages {
   hello: Uint8Array;
   /** Sent, with status 404, for any other path (404.html). */
   notFound: Uint8Array;
-  /** Sent for `/lab`, the experiment in the browser (lab.html), if there. */
-  lab?: Uint8Array;
-  /** Sent for `/lab.js`, the experiment's script (lab.js), if there. */
-  labScript?: Uint8Array;
-  /** Sent for `/lab_analysis.js`, what lab.js makes of a run, if there. */
-  labAnalysis?: Uint8Array;
-  /** Sent for `/lab_probe.js`, the lab's probe of another server, if there. */
-  labProbe?: Uint8Array;
-  /** Sent for `/probe_verdict.js`, what the probe makes of its figures, if there. */
-  labVerdict?: Uint8Array;
+  /**
+   * The folder the lab is read from, as a URL, if it has `lab/index.html`:
+   * `/lab` is that page, and `/lab/NAME` or `/probe/NAME` (an `.html` or
+   * `.js` file) is that file, read when asked for. Without it, `/lab`
+   * answers 404 and says why.
+   */
+  lab?: string;
 }
 
 /**
  * Loads the pages beside this module, wherever it is: a folder (`file:`), a
  * web server (`http:`, `https:`) or JSR. The book's two pages are enough:
- * without all of the lab's files (`lab.html`, `lab.js`, `lab_analysis.js`,
- * `lab_probe.js`, `probe_verdict.js`), the lab is left out and `/lab`
- * answers 404.
+ * without `lab/index.html`, the lab is left out and `/lab` answers 404.
  *
  * @param folder Where the pages are, as a URL ending in `/`.
- * @returns The pages, as bytes.
+ * @returns The pages.
  * @throws {Error} One line with the URL of `hello.html` or `404.html`, if
  * either cannot be loaded.
  *
@@ -392,28 +388,36 @@ export interface Pages {
 export async function loadPages(
   folder: URL = new URL("./", import.meta.url),
 ): Promise<Pages> {
-  const pages: Partial<Pages> = {};
-  for (const page of pageNames) {
-    const url = new URL(PAGES[page].file, folder);
+  const load = async (file: string) => {
+    const url = new URL(file, folder);
     try {
-      const response = await fetch(url);
-      if (response.ok) pages[page] = await response.bytes();
-      else {
-        await response.body?.cancel();
-        throw new Error(`${response.status} ${response.statusText}`);
-      }
+      return await readFile(url);
     } catch (error) {
-      // Deno's fetch() says "(os error 2)" for a file that is not there.
-      const missing = /^404 |\(os error 2\)/.test((error as Error).message);
-      if (LAB.includes(page) && missing) continue;
+      if (file === LAB_PAGE && notThere(error)) return; // no lab, /lab says so
       throw new Error(`Cannot load ${url}: ${(error as Error).message}`);
     }
-  }
-  if (LAB.some((page) => !pages[page])) {
-    LAB.forEach((page) => delete pages[page]); // half a lab is none
-  }
-  return pages as Pages;
+  };
+  const [hello, notFound, lab] = [
+    await load(BOOK.hello),
+    await load(BOOK.notFound),
+    await load(LAB_PAGE),
+  ];
+  const pages = { hello: hello!, notFound: notFound! };
+  return lab ? { ...pages, lab: folder.href } : pages;
 }
+
+/** A file's bytes, from a folder, a web server or JSR. */
+async function readFile(url: URL, signal?: AbortSignal): Promise<Uint8Array> {
+  const response = await fetch(url, { signal });
+  if (response.ok) return await response.bytes();
+  await response.body?.cancel();
+  throw new Error(`${response.status} ${response.statusText}`);
+}
+
+/** Whether readFile() failed for a file that is not there. */
+const notThere = (error: unknown) =>
+  // Deno's fetch() says "(os error 2)" for a file that is not there.
+  /^404 |\(os error 2\)/.test((error as Error).message);
 
 // ===========================================================================
 // 3. One connection, from its first read to its close: reading and parsing
@@ -649,16 +653,19 @@ type ErrorStatus = 400 | 405 | 408 | 431 | 501 | 503 | 505;
  */
 async function send(
   exchange: Exchange,
-  what: keyof Pages | ErrorStatus,
+  page: Page | ErrorStatus,
 ): Promise<StatusCode> {
   const { conn, open } = exchange;
-  const { pages, sendTimeoutMs } = open.options;
-  const [status, type, body] = typeof what === "number"
-    ? [what, "text/plain", encoder.encode(`${what} ${STATUS_TEXT[what]}\n`)]
-    : [PAGES[what].status, PAGES[what].type, pages[what]!];
-  const bytes = response(exchange, status, type, body);
+  const { status, type, body } = typeof page === "number"
+    ? {
+      status: page,
+      type: "text/plain",
+      body: encoder.encode(`${page} ${STATUS_TEXT[page]}\n`),
+    }
+    : page;
+  const bytes = encodeResponse(exchange, status, type, body);
   for (let written = 0; written < bytes.length;) {
-    open.wait(exchange, "write", sendTimeoutMs);
+    open.wait(exchange, "write", open.options.sendTimeoutMs);
     written += await conn.write(written ? bytes.subarray(written) : bytes);
   }
   open.ready(exchange);
@@ -672,7 +679,7 @@ async function send(
  * request has taken since, then the body, but never for HEAD (RFC 9110
  * §9.3.2), whatever the status.
  */
-function response(
+function encodeResponse(
   { accepted, started = accepted, received, open }: Exchange,
   status: StatusCode,
   type: string,
@@ -1067,30 +1074,62 @@ function describe(error: unknown): string {
 // want to change a default or add a page.
 // ===========================================================================
 
-/** Which file answers which paths, with which status and type. */
-// deno-fmt-ignore
-const PAGES = {
-  hello:       { file: "hello.html",      status: 200, type: "text/html",       paths: ["/", "/sleep", "/block", "/block-sliced", "/block-worker"] },
-  notFound:    { file: "404.html",        status: 404, type: "text/html",       paths: [] }, // any other path
-  lab:         { file: "lab.html",        status: 200, type: "text/html",       paths: ["/lab"] },
-  labScript:   { file: "lab.js",          status: 200, type: "text/javascript", paths: ["/lab.js"] },
-  labAnalysis: { file: "lab_analysis.js", status: 200, type: "text/javascript", paths: ["/lab_analysis.js"] },
-  labProbe:    { file: "lab_probe.js",     status: 200, type: "text/javascript", paths: ["/lab_probe.js"] },
-  labVerdict:  { file: "probe_verdict.js", status: 200, type: "text/javascript", paths: ["/probe_verdict.js"] },
-} as const;
-const pageNames = Object.keys(PAGES) as (keyof Pages)[];
-/** The lab's pages: all of them, or no lab. */
-const LAB = pageNames.filter((page) => page.startsWith("lab"));
+/** The book's two pages, loaded at start-up. */
+const BOOK = { hello: "hello.html", notFound: "404.html" } as const;
+
+/** The paths answered with hello.html; any other is the lab's, or 404.html. */
+const HELLO_PATHS = ["/", "/sleep", "/block", "/block-sliced", "/block-worker"];
 
 /**
- * The page for `path`: the one that lists it, if it was loaded (without
- * the lab's files, the lab's paths are unknown), or else the 404 page.
+ * The lab, by one rule: `/lab` is LAB_PAGE, and a path that LAB_FILE
+ * matches is that file, read when asked for, so the lab grows without a
+ * change here. Its folders are the lab's and the probe's, whose verdict
+ * module the lab imports.
  */
-function pageFor(path: string, pages: Pages): keyof Pages {
-  const page = pageNames.find((name) =>
-    (PAGES[name].paths as readonly string[]).includes(path)
-  );
-  return page && pages[page] ? page : "notFound";
+const LAB_PAGE = "lab/index.html";
+const LAB_FOLDERS = ["lab", "probe"];
+const LAB_FILE = new RegExp(
+  `^/((?:${LAB_FOLDERS.join("|")})/[\\w-]+\\.(html|js))$`,
+);
+const TYPES = { html: "text/html", js: "text/javascript" } as const;
+
+/** What main.ts reads: the book's pages, and the lab's folders. */
+const PAGE_FILES = [...Object.values(BOOK), ...LAB_FOLDERS];
+
+/** Sent for `/lab` where there is no lab: a 404 that says why. */
+const NO_LAB =
+  `404 Not Found: no lab here, since ${LAB_PAGE} is not beside main.ts\n`;
+
+/** A response to send: its status, the type of its body, and the body. */
+interface Page {
+  status: StatusCode;
+  type: string;
+  body: Uint8Array;
+}
+
+/** The page for `path`: hello.html, a file of the lab, or a 404. */
+async function pageFor(
+  path: string,
+  pages: Pages,
+  drop?: AbortSignal,
+): Promise<Page> {
+  if (HELLO_PATHS.includes(path)) {
+    return { status: 200, type: TYPES.html, body: pages.hello };
+  }
+  const [, file, extension] = path === "/lab"
+    ? [path, LAB_PAGE, "html"]
+    : LAB_FILE.exec(path) ?? [];
+  if (file && pages.lab) {
+    try {
+      const body = await readFile(new URL(file, pages.lab), drop);
+      return { status: 200, type: TYPES[extension as "html" | "js"], body };
+    } catch (error) {
+      if (!notThere(error)) throw error;
+    }
+  } else if (path === "/lab") {
+    return { status: 404, type: "text/plain", body: encoder.encode(NO_LAB) };
+  }
+  return { status: 404, type: TYPES.html, body: pages.notFound };
 }
 
 /**
@@ -1375,7 +1414,6 @@ const flagOf = (name: string) =>
   name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 const MODES = ["serial", "concurrent", "parallel"] as const;
-const or = new Intl.ListFormat("en", { type: "disjunction" });
 const USAGE = `Usage: main.ts [${MODES.join("|")}] [options]`;
 
 /** `--help`, its option lines made from OPTIONS. */
@@ -1510,10 +1548,9 @@ async function main(args: readonly string[]): Promise<number> {
   const how = mode === "parallel"
     ? `parallel, ${plural(workers, "worker")}`
     : mode;
-  const labFiles = or.format(LAB.map((page) => PAGES[page].file));
   const lab = pages.lab
     ? `run the experiment at ${url}lab`
-    : `${labFiles} was not found, so the lab is off`;
+    : `${LAB_PAGE} was not found, so the lab is off`;
   const started = `Listening on ${url} (${how}); ${lab}`;
 
   const stop = new AbortController();
@@ -1631,7 +1668,7 @@ function missingPermissions(
   const host = bracketed(hostname);
   const folder = import.meta.dirname; // undefined for a remote module
   // Parallel mode starts its workers from this file: it reads it too.
-  const files = pageNames.map((page) => `${folder}/${PAGES[page].file}`);
+  const files = PAGE_FILES.map((file) => `${folder}/${file}`);
   if (parallel) files.push(import.meta.filename!);
   const canRead = folder === undefined ||
     files.every((path) => granted({ name: "read", path }));
@@ -1667,7 +1704,7 @@ function readFlagGiven(folder?: string): string {
   if (folder === undefined || granted({ name: "read" })) return "--allow-read";
   if (granted({ name: "read", path: "." })) return "--allow-read=.";
   if (granted({ name: "read", path: folder })) return `--allow-read=${folder}`;
-  const files = [...pageNames.map((page) => PAGES[page].file), "main.ts"];
+  const files = [...PAGE_FILES, "main.ts"];
   return `--allow-read=${files.map((file) => `${folder}/${file}`).join(",")}`;
 }
 

@@ -16,7 +16,7 @@ import {
   assertMatch,
 } from "@std/assert";
 import { type Connection, handle } from "./main.ts";
-import { startServerProcess } from "./tests/server_process.ts";
+import { startServerProcess } from "./tools/server_process.ts";
 import {
   get,
   handleInMemory,

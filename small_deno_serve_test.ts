@@ -6,8 +6,8 @@
  */
 
 import { assert, assertEquals, assertMatch } from "@std/assert";
-import { type Address, send } from "./tests/clients.ts";
-import { folder, spawnServer } from "./tests/server_process.ts";
+import { type Address, send } from "./tools/clients.ts";
+import { folder, spawnServer } from "./tools/server_process.ts";
 import { waitFor, withDeadline } from "./tests/waiting.ts";
 
 const program = `${folder}/small_deno_serve.ts`;

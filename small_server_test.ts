@@ -13,8 +13,8 @@ import {
   assertMatch,
   assertNotMatch,
 } from "@std/assert";
-import { type Address, send } from "./tests/clients.ts";
-import { folder, spawnServer } from "./tests/server_process.ts";
+import { type Address, send } from "./tools/clients.ts";
+import { folder, spawnServer } from "./tools/server_process.ts";
 import { withDeadline } from "./tests/waiting.ts";
 
 const readme = await Deno.readTextFile(new URL("README.md", import.meta.url));

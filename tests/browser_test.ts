@@ -26,7 +26,10 @@ import {
   type LabTabOptions,
   launchChromium,
 } from "./browser.ts";
-import { type ServerProcess, startServerProcess } from "./server_process.ts";
+import {
+  type ServerProcess,
+  startServerProcess,
+} from "../tools/server_process.ts";
 import { waitFor, withDeadline } from "./waiting.ts";
 
 const missing = await chromiumMissing();
@@ -42,7 +45,7 @@ async function save(name: string, png: Uint8Array | undefined) {
   if (!updateScreenshots) return;
   assert(png, `No screenshot for ${name}`);
   assertEquals([...png.subarray(0, 8)], PNG_SIGNATURE);
-  await Deno.writeFile(`screenshots/${name}.png`, png);
+  await Deno.writeFile(`docs/screenshots/${name}.png`, png);
 }
 
 for (const mode of ["serial", "concurrent"] as const) {

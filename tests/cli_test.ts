@@ -21,7 +21,7 @@ import {
   noSignals,
   spawnServer,
   startServerProcess,
-} from "./server_process.ts";
+} from "../tools/server_process.ts";
 import { hello } from "./testing.ts";
 import { waitFor, withDeadline } from "./waiting.ts";
 

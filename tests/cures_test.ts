@@ -8,7 +8,7 @@
  */
 
 import { assert, assertEquals, assertLess, assertMatch } from "@std/assert";
-import { startServerProcess } from "./server_process.ts";
+import { startServerProcess } from "../tools/server_process.ts";
 import {
   get,
   handleInMemory,

@@ -22,12 +22,13 @@ import {
   readToEnd,
   send,
   writeAll,
-} from "./clients.ts";
+} from "../tools/clients.ts";
 import {
   get,
   handleInMemory,
   hello,
   HTML,
+  labFile,
   MemoryConn,
   notFound,
   OK_HELLO,
@@ -50,7 +51,8 @@ Deno.test(
       const [path, status, page] of [
         ["/", 200, hello],
         ["/sleep", 200, hello],
-        ["/lab", 200, decoder.decode(pages.lab)],
+        ["/lab", 200, labFile("lab/index.html")],
+        ["/lab/probe.js", 200, labFile("lab/probe.js")],
         ["/nowhere", 404, notFound],
       ] as const
     ) {

@@ -17,16 +17,15 @@ import {
   handleInMemory,
   hello,
   HTML,
+  labFile,
   MemoryConn,
   notFound,
   OK_HELLO,
-  pages,
   statusPage,
   TEXT,
 } from "./testing.ts";
 import { withDeadline } from "./waiting.ts";
 
-const decoder = new TextDecoder();
 const JS = "text/javascript; charset=utf-8";
 
 /** A request for / with `fields` after its Host, each on a line. */
@@ -41,9 +40,13 @@ Deno.test(
     for (
       const [path, status, type, body] of [
         ["/", "200 OK", HTML, hello],
-        ["/lab", "200 OK", HTML, decoder.decode(pages.lab)],
-        ["/lab.js", "200 OK", JS, decoder.decode(pages.labScript)],
+        ["/lab", "200 OK", HTML, labFile("lab/index.html")],
+        ["/lab/lab.js", "200 OK", JS, labFile("lab/lab.js")],
+        ["/probe/verdict.js", "200 OK", JS, labFile("probe/verdict.js")],
         ["/x", "404 Not Found", HTML, notFound],
+        ["/lab/missing.js", "404 Not Found", HTML, notFound],
+        ["/probe/probe.ts", "404 Not Found", HTML, notFound],
+        ["/lab/../main.ts", "404 Not Found", HTML, notFound],
       ]
     ) {
       for (const method of ["GET", "HEAD"]) {

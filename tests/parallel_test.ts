@@ -11,7 +11,7 @@ import {
   assertNotMatch,
 } from "@std/assert";
 import { delay } from "@std/async";
-import { type Address, send } from "./clients.ts";
+import { type Address, send } from "../tools/clients.ts";
 import {
   folder,
   mainCommand,
@@ -19,7 +19,7 @@ import {
   type ServerProcess,
   spawnServer,
   startServerProcess,
-} from "./server_process.ts";
+} from "../tools/server_process.ts";
 import {
   assertRefused,
   CONCURRENT_TRACE,
@@ -91,7 +91,7 @@ Deno.test({
           [
             "--unstable-net",
             "--allow-net=127.0.0.1",
-            "--allow-read=hello.html,404.html,lab.html,lab.js,lab_analysis.js",
+            "--allow-read=hello.html,404.html,lab,probe",
           ],
           "No permission to read the pages and main.ts",
           "deno run --unstable-net --allow-net=127.0.0.1 --allow-read=. main.ts parallel --port=0",

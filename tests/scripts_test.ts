@@ -10,7 +10,7 @@ import {
   mainCommand,
   type ServerProcess,
   startServerProcess,
-} from "./server_process.ts";
+} from "../tools/server_process.ts";
 import { withDeadline } from "./waiting.ts";
 
 const decoder = new TextDecoder();
@@ -120,21 +120,21 @@ Deno.test(
       );
       assert(
         server.listeningLine.endsWith(
-          "(serial); lab.html, lab.js, lab_analysis.js, lab_probe.js, or probe_verdict.js was not found, so the lab is off",
+          "(serial); lab/index.html was not found, so the lab is off",
         ),
         server.listeningLine,
       );
-      const lab404s: [string, number][] = [
-        ["/lab", 404],
-        ["/lab.js", 404],
-        ["/lab_analysis.js", 404],
-        ["/lab_probe.js", 404],
-        ["/probe_verdict.js", 404],
-      ];
+      const noLab = await fetch(new URL("/lab", server.url));
+      assertEquals(noLab.status, 404);
+      assertStringIncludes(
+        await noLab.text(),
+        "lab/index.html is not beside main.ts",
+      );
       await answersThenStops(server, [
         ["/", 200],
         ["/block-worker", 200],
-        ...lab404s,
+        ["/lab/lab.js", 404],
+        ["/probe/verdict.js", 404],
       ]);
     } finally {
       await Deno.remove(copy, { recursive: true });

@@ -20,7 +20,7 @@ import {
   serve,
   type ServeOptions,
 } from "../main.ts";
-import { type Address, writeAll } from "./clients.ts";
+import { type Address, writeAll } from "../tools/clients.ts";
 import {
   assertRefused,
   CONCURRENT_TRACE,

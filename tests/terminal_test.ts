@@ -12,7 +12,7 @@ import {
   noSignals,
   spawnServer,
   startServerProcess,
-} from "./server_process.ts";
+} from "../tools/server_process.ts";
 import { assertRefused, get, OK_HELLO, sendUntimed } from "./testing.ts";
 import { waitFor, withDeadline } from "./waiting.ts";
 

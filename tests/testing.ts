@@ -18,7 +18,7 @@ import {
   serve,
   type ServeOptions,
 } from "../main.ts";
-import { type Address, send } from "./clients.ts";
+import { type Address, send } from "../tools/clients.ts";
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
@@ -32,6 +32,9 @@ export const pages: Pages = await loadPages();
 export const hello: string = decoder.decode(pages.hello);
 /** 404.html, as text. */
 export const notFound: string = decoder.decode(pages.notFound);
+/** A file of the lab's or the probe's folder, as text: main.ts serves it. */
+export const labFile = (path: string): string =>
+  Deno.readTextFileSync(new URL(`../${path}`, import.meta.url));
 
 /** The response the server must send, spelled out as a client sees it. */
 export function expectedResponse(

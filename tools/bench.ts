@@ -34,12 +34,9 @@ import {
   readResponse,
   send,
   writeAll,
-} from "../tests/clients.ts";
+} from "./clients.ts";
 import { startNginx } from "./nginx.ts";
-import {
-  type ServerProcess,
-  startServerProcess,
-} from "../tests/server_process.ts";
+import { type ServerProcess, startServerProcess } from "./server_process.ts";
 
 const quick = Deno.args.includes("--quick");
 const versus = Deno.args.find((arg) => arg.startsWith("--versus="))

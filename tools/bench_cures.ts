@@ -15,8 +15,8 @@
  * @module
  */
 
-import { send } from "../tests/clients.ts";
-import { startServerProcess } from "../tests/server_process.ts";
+import { send } from "./clients.ts";
+import { startServerProcess } from "./server_process.ts";
 
 const ROUTES = ["/block", "/block-sliced", "/block-worker"];
 const SLEEPS_MS = [0, 100, 1000];

@@ -15,12 +15,8 @@
  * @module
  */
 
-import { readResponse, writeAll } from "../tests/clients.ts";
-import {
-  folder,
-  spawnServer,
-  startServerProcess,
-} from "../tests/server_process.ts";
+import { readResponse, writeAll } from "./clients.ts";
+import { folder, spawnServer, startServerProcess } from "./server_process.ts";
 
 const quick = Deno.args.includes("--quick");
 // bench.ts alone measures --versus: parallel mode is not compared then.

@@ -13,9 +13,9 @@
  * @module
  */
 
-import { axis, formatMs, row, type Timing } from "../timeline.ts";
-import { send } from "../tests/clients.ts";
-import { startServerProcess } from "../tests/server_process.ts";
+import { axis, formatMs, row, type Timing } from "../probe/timeline.ts";
+import { send } from "./clients.ts";
+import { startServerProcess } from "./server_process.ts";
 
 interface Scenario {
   mode: "serial" | "concurrent" | "parallel";

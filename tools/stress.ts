@@ -13,11 +13,8 @@
  * @module
  */
 
-import { floodGarbage, garbageHeads, send } from "../tests/clients.ts";
-import {
-  type ServerProcess,
-  startServerProcess,
-} from "../tests/server_process.ts";
+import { floodGarbage, garbageHeads, send } from "./clients.ts";
+import { type ServerProcess, startServerProcess } from "./server_process.ts";
 
 const MiB = 1024 * 1024;
 const address = (server: ServerProcess) => ({

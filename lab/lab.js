@@ -15,7 +15,7 @@ import {
   story,
   timeline,
   verdictOf,
-} from "./lab_analysis.js";
+} from "./analysis.js";
 
 const GAP_MS = 200;
 // Kept runs: see keep() and docs/browser.md.

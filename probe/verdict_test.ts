@@ -13,7 +13,7 @@ import {
   type ProbeStep,
   verdictOf,
   waited,
-} from "../probe_verdict.js";
+} from "./verdict.js";
 
 /** A fast request sent at `sentMs`, answered at `answeredMs`. */
 function fast(sentMs: number, answeredMs: number | null): ProbeRequest {

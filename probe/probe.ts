@@ -35,7 +35,7 @@ import {
   type ProbeStep,
   verdictOf,
   waited,
-} from "./probe_verdict.js";
+} from "./verdict.js";
 import { axis, row } from "./timeline.ts";
 
 // ===========================================================================

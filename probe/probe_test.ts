@@ -18,18 +18,18 @@ import {
   assertMatch,
   assertRejects,
 } from "@std/assert";
-import { probe, type ProbeReport } from "../probe.ts";
-import { get, sendUntimed } from "./testing.ts";
+import { probe, type ProbeReport } from "./probe.ts";
+import { get, sendUntimed } from "../tests/testing.ts";
 import {
   folder,
   mainCommand,
   type ServerProcess,
   spawnServer,
   startServerProcess,
-} from "./server_process.ts";
-import { waitFor, withDeadline } from "./waiting.ts";
+} from "../tools/server_process.ts";
+import { waitFor, withDeadline } from "../tests/waiting.ts";
 
-const probeScript = new URL("../probe.ts", import.meta.url).href;
+const probeScript = new URL("./probe.ts", import.meta.url).href;
 /** Fewer than probe.ts's default, to keep the file quick: enough to see pools of 4. */
 const MAX = 6;
 

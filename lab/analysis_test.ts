@@ -22,7 +22,7 @@ import {
   story,
   timeline,
   verdictOf,
-} from "../lab_analysis.js";
+} from "./analysis.js";
 
 /** A request of a run: its path, when due, sent and answered, and the server's time. */
 function request(

@@ -5,13 +5,13 @@
 // details), but the page still sees when it came. It draws with lab.js's
 // helpers: the same module the page runs, not a second copy.
 import { $, drawAxis, makeRow, paragraphs, params, round } from "./lab.js";
-import { duration } from "./lab_analysis.js";
+import { duration } from "./analysis.js";
 import {
   labelsOf,
   NOT_SLOW_MS,
   verdictOf as probeVerdictOf,
   waited,
-} from "./probe_verdict.js";
+} from "../probe/verdict.js";
 
 /** Chromium opens at most 6 connections to one host: 5 slow, 1 fast. */
 const PROBE_MAX = 5;

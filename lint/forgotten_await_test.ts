@@ -5,7 +5,7 @@
  */
 
 import { assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
-import plugin from "../tools/forgotten_await.ts";
+import plugin from "./forgotten_await.ts";
 
 const RULE = "async-server/forgotten-await";
 

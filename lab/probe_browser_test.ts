@@ -11,9 +11,9 @@
  */
 
 import { assertEquals } from "@std/assert";
-import { chromiumMissing, launchChromium } from "./browser.ts";
-import { startServerProcess } from "./server_process.ts";
-import { withDeadline } from "./waiting.ts";
+import { chromiumMissing, launchChromium } from "../tests/browser.ts";
+import { startServerProcess } from "../tools/server_process.ts";
+import { withDeadline } from "../tests/waiting.ts";
 
 const missing = await chromiumMissing();
 if (missing) console.log(`browser tests skipped: ${missing}`);
@@ -65,7 +65,7 @@ for (const [args, expected] of cases) {
       assertEquals((await tab.look()).printed, []);
       if (updateScreenshots && args.join(" ") === "serial") {
         await Deno.writeFile(
-          "screenshots/lab-probe.png",
+          "docs/screenshots/lab-probe.png",
           await tab.probeScreenshot(),
         );
       }
