@@ -388,36 +388,37 @@ export interface Pages {
 export async function loadPages(
   folder: URL = new URL("./", import.meta.url),
 ): Promise<Pages> {
-  const load = async (file: string) => {
-    const url = new URL(file, folder);
-    try {
-      return await readFile(url);
-    } catch (error) {
-      if (file === LAB_PAGE && notThere(error)) return; // no lab, /lab says so
-      throw new Error(`Cannot load ${url}: ${(error as Error).message}`);
-    }
+  const read = (file: string) =>
+    readFile(new URL(file, folder)).catch((error) => {
+      throw new Error(`Cannot load ${new URL(file, folder)}: ${error.message}`);
+    });
+  const need = async (file: string) =>
+    await read(file) ??
+      Promise.reject(
+        new Error(`Cannot load ${new URL(file, folder)}: not found`),
+      );
+  const pages = {
+    hello: await need(BOOK.hello),
+    notFound: await need(BOOK.notFound),
   };
-  const [hello, notFound, lab] = [
-    await load(BOOK.hello),
-    await load(BOOK.notFound),
-    await load(LAB_PAGE),
-  ];
-  const pages = { hello: hello!, notFound: notFound! };
-  return lab ? { ...pages, lab: folder.href } : pages;
+  // Without its page there is no lab, and /lab says so.
+  return await read(LAB_PAGE) ? { ...pages, lab: folder.href } : pages;
 }
 
-/** A file's bytes, from a folder, a web server or JSR. */
-async function readFile(url: URL, signal?: AbortSignal): Promise<Uint8Array> {
-  const response = await fetch(url, { signal });
-  if (response.ok) return await response.bytes();
-  await response.body?.cancel();
-  throw new Error(`${response.status} ${response.statusText}`);
+/** A file's bytes, from a folder, a web server or JSR; undefined if not there. */
+async function readFile(url: URL, signal?: AbortSignal) {
+  try {
+    const response = await fetch(url, { signal });
+    if (response.ok) return await response.bytes();
+    await response.body?.cancel();
+    if (response.status !== 404) {
+      throw new Error(`${response.status} ${response.statusText}`);
+    }
+  } catch (error) {
+    // Deno's fetch() says "(os error 2)" for a file that is not there.
+    if (!/\(os error 2\)/.test((error as Error).message)) throw error;
+  }
 }
-
-/** Whether readFile() failed for a file that is not there. */
-const notThere = (error: unknown) =>
-  // Deno's fetch() says "(os error 2)" for a file that is not there.
-  /^404 |\(os error 2\)/.test((error as Error).message);
 
 // ===========================================================================
 // 3. One connection, from its first read to its close: reading and parsing
@@ -1091,7 +1092,7 @@ const LAB_FOLDERS = ["lab", "probe"];
 const LAB_FILE = new RegExp(
   `^/((?:${LAB_FOLDERS.join("|")})/[\\w-]+\\.(html|js))$`,
 );
-const TYPES = { html: "text/html", js: "text/javascript" } as const;
+const HTML = "text/html";
 
 /** What main.ts reads: the book's pages, and the lab's folders. */
 const PAGE_FILES = [...Object.values(BOOK), ...LAB_FOLDERS];
@@ -1114,22 +1115,20 @@ async function pageFor(
   drop?: AbortSignal,
 ): Promise<Page> {
   if (HELLO_PATHS.includes(path)) {
-    return { status: 200, type: TYPES.html, body: pages.hello };
+    return { status: 200, type: HTML, body: pages.hello };
   }
-  const [, file, extension] = path === "/lab"
-    ? [path, LAB_PAGE, "html"]
-    : LAB_FILE.exec(path) ?? [];
-  if (file && pages.lab) {
-    try {
-      const body = await readFile(new URL(file, pages.lab), drop);
-      return { status: 200, type: TYPES[extension as "html" | "js"], body };
-    } catch (error) {
-      if (!notThere(error)) throw error;
-    }
-  } else if (path === "/lab") {
+  if (path === "/lab" && !pages.lab) {
     return { status: 404, type: "text/plain", body: encoder.encode(NO_LAB) };
   }
-  return { status: 404, type: TYPES.html, body: pages.notFound };
+  const file = path === "/lab" ? LAB_PAGE : LAB_FILE.exec(path)?.[1];
+  const body = file && pages.lab &&
+    await readFile(new URL(file, pages.lab), drop);
+  if (!body) return { status: 404, type: HTML, body: pages.notFound };
+  return {
+    status: 200,
+    type: file!.endsWith(".js") ? "text/javascript" : HTML,
+    body,
+  };
 }
 
 /**

@@ -96,7 +96,7 @@ Deno.test(
     assertEquals(decoder.decode(stdout), "");
     assertEquals(
       decoder.decode(stderr).replace(/^.*Download.*\n/gm, ""),
-      `error: Cannot load ${origin}/404.html: 404 Not Found\n`,
+      `error: Cannot load ${origin}/404.html: not found\n`,
     );
   }),
 );
