@@ -100,3 +100,92 @@ Deno.test("every task that runs main.ts allows reading `.`, which holds main.ts,
     assertStringIncludes(command, "--allow-read=. ");
   }
 });
+
+/** The modules and pages at the top and in each folder of code. */
+async function repositoryFiles(): Promise<string[]> {
+  const files = [];
+  for (const folder of ["", "lab/", "probe/", "lint/", "tools/", "tests/"]) {
+    for await (const { name, isFile } of Deno.readDir(new URL(folder, root))) {
+      if (isFile && /\.(ts|js|html)$/.test(name)) files.push(folder + name);
+    }
+  }
+  return files;
+}
+const root = new URL("../", import.meta.url);
+
+/**
+ * The repository's files that `path` imports: static and dynamic imports of
+ * a module, and the scripts of a page (whose paths are main.ts's URLs,
+ * which are its files' paths).
+ */
+async function localImports(path: string): Promise<string[]> {
+  const text = await Deno.readTextFile(new URL(path, root));
+  const specifiers = [
+    ...text.matchAll(/(?:from|import)\s*\(?\s*"(\.{1,2}\/[^"]+)"/g),
+  ].map(([, specifier]) => new URL(specifier, new URL(path, root)));
+  const scripts = [...text.matchAll(/<script[^>]* src="(\/[^"]+)"/g)]
+    .map(([, src]) => new URL(src.slice(1), root));
+  return [...specifiers, ...scripts].map((url) =>
+    url.href.slice(root.href.length)
+  );
+}
+
+Deno.test("imports go one way: main.ts imports nothing local, the lab only the lab and the probe's verdict, no tool a test helper, no test helper a tool", async (t) => {
+  const files = await repositoryFiles();
+  const imports = new Map(
+    await Promise.all(
+      files.map(async (f) => [f, await localImports(f)] as const),
+    ),
+  );
+  const isTest = (path: string) => path.endsWith("_test.ts");
+  const under = (folder: string) => (path: string) => path.startsWith(folder);
+  // A module of tools/ that another tool imports is a library the tools
+  // are made of (raw clients, server processes), which tests may use too.
+  const libraries = new Set(
+    files.filter(under("tools/")).flatMap((f) => imports.get(f)!),
+  );
+  const tools = files.filter((f) => under("tools/")(f) && !libraries.has(f));
+  const helpers = files.filter((f) => under("tests/")(f) && !isTest(f));
+  assert(tools.includes("tools/demo.ts") && libraries.has("tools/clients.ts"));
+  assert(helpers.includes("tests/testing.ts"));
+  const offending = (from: string[], allowed: (to: string) => boolean) =>
+    from.flatMap((f) =>
+      imports.get(f)!.filter((to) => !allowed(to)).map((to) => `${f} -> ${to}`)
+    );
+  for (
+    const [rule, from, allowed] of [
+      ["main.ts imports nothing local", ["main.ts"], () => false],
+      [
+        "the lab imports only the lab and the probe's verdict module",
+        files.filter((f) => under("lab/")(f) && !isTest(f)),
+        (to: string) => under("lab/")(to) || to === "probe/verdict.js",
+      ],
+      [
+        "no tool imports a test helper",
+        files.filter(under("tools/")),
+        (to: string) => !under("tests/")(to),
+      ],
+      [
+        "no test helper imports a tool",
+        helpers,
+        (to: string) => !tools.includes(to),
+      ],
+    ] as const
+  ) {
+    await t.step(rule, () => {
+      assert(from.length > 0);
+      assertEquals(offending([...from], allowed), []);
+    });
+  }
+});
+
+Deno.test("deno.json exports the three products under their keys, each from its folder", async () => {
+  assertEquals(config.exports, {
+    ".": "./main.ts",
+    "./probe": "./probe/probe.ts",
+    "./lint": "./lint/forgotten_await.ts",
+  });
+  for (const file of Object.values(config.exports) as string[]) {
+    assert((await Deno.stat(new URL(file, root))).isFile, file);
+  }
+});
