@@ -28,6 +28,7 @@ import {
   handleInMemory,
   hello,
   HTML,
+  JS,
   labFile,
   MemoryConn,
   notFound,
@@ -48,11 +49,11 @@ Deno.test(
   withDeadline(async (t) => {
     await using server = serveOnFreePort("concurrent");
     for (
-      const [path, status, page] of [
+      const [path, status, page, type = HTML] of [
         ["/", 200, hello],
         ["/sleep", 200, hello],
         ["/lab", 200, labFile("lab/index.html")],
-        ["/lab/probe.js", 200, labFile("lab/probe.js")],
+        ["/lab/probe.js", 200, labFile("lab/probe.js"), JS],
         ["/nowhere", 404, notFound],
       ] as const
     ) {
@@ -61,7 +62,7 @@ Deno.test(
         const body = new Uint8Array(await response.arrayBuffer());
         assertEquals(response.status, status);
         assertEquals(decoder.decode(body), page);
-        assertEquals(response.headers.get("content-type"), HTML);
+        assertEquals(response.headers.get("content-type"), type);
         assertEquals(
           Number(response.headers.get("content-length")),
           body.byteLength,

@@ -17,6 +17,7 @@ import {
   handleInMemory,
   hello,
   HTML,
+  JS,
   labFile,
   MemoryConn,
   notFound,
@@ -25,8 +26,6 @@ import {
   TEXT,
 } from "./testing.ts";
 import { withDeadline } from "./waiting.ts";
-
-const JS = "text/javascript; charset=utf-8";
 
 /** A request for / with `fields` after its Host, each on a line. */
 const withFields = (...fields: string[]) =>

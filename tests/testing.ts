@@ -53,6 +53,8 @@ export function expectedResponse(
 
 /** The Content-Type of the pages. */
 export const HTML = "text/html; charset=utf-8";
+/** The Content-Type of the lab's scripts. */
+export const JS = "text/javascript; charset=utf-8";
 /** The Content-Type of the status pages, such as 400's. */
 export const TEXT = "text/plain; charset=utf-8";
 /** 200 with hello.html, without Server-Timing. */
