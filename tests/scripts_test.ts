@@ -30,7 +30,8 @@ function serveFolder(missing: string[] = []) {
       const type = path.endsWith(".ts")
         ? "application/typescript"
         : "text/html";
-      const body = await Deno.readFile(`${folder}${path}`);
+      const body = await Deno.readFile(`${folder}${path}`).catch(() => null);
+      if (body === null) return new Response("Not Found", { status: 404 });
       return new Response(body, { headers: { "content-type": type } });
     },
   );
@@ -53,7 +54,7 @@ async function answersThenStops(
 for (const mode of ["serial", "concurrent", "parallel"]) {
   Deno.test({
     name:
-      `main.ts run from an http:// URL serves /, /lab and /block's cures in ${mode} mode, with no read permission`,
+      `main.ts run from an http:// URL serves /, the lab by its one rule and /block's cures in ${mode} mode, with no read permission`,
     // Parallel mode needs reusePort (SO_REUSEPORT), which Deno has on Linux.
     ignore: mode === "parallel" && Deno.build.os !== "linux",
     fn: withDeadline(async () => {
@@ -75,6 +76,9 @@ for (const mode of ["serial", "concurrent", "parallel"]) {
       await answersThenStops(server, [
         ["/", 200],
         ["/lab", 200],
+        ["/lab/lab.js", 200],
+        ["/probe/verdict.js", 200],
+        ["/lab/none.js", 404],
         ["/x", 404],
         ["/block-sliced", 200],
         ["/block-worker", 200],
