@@ -127,7 +127,7 @@ async function handleConnection(
   } catch (error) {
     // A stop, a stalled write or a client gone: the log says which.
     const { ended } = exchange;
-    outcome = { none: ended ? ENDED[ended] : `failed: ${describe(error)}` };
+    outcome = { none: ended ? ENDED[ended] : `failed: ${errorText(error)}` };
   }
   // The request's time, from its first byte to its answer: not the drain.
   const startedAt = exchange.started ?? exchange.accepted;
@@ -135,7 +135,7 @@ async function handleConnection(
     (exchange.answered ?? performance.now()) - startedAt,
   );
   const what = "status" in outcome ? outcome.status : outcome.none;
-  const line = `${exchange.requestLine} ${what} (${elapsedMs} ms)`;
+  const line = `${exchange.methodAndTarget} ${what} (${elapsedMs} ms)`;
   try {
     if ("status" in outcome && outcome.unread) await drain(conn);
   } catch {
@@ -163,7 +163,7 @@ async function answer(exchange: Exchange): Promise<Outcome> {
   const request = parseHead(head);
   exchange.request = request;
   const { open } = exchange;
-  open.trace?.(`#${exchange.number} head: ${exchange.requestLine}`);
+  open.trace?.(`#${exchange.number} head: ${exchange.methodAndTarget}`);
   const unread = head.unread || request.bodyFollows;
   if (request.error) {
     return { status: await send(exchange, request.error), unread };
@@ -435,7 +435,7 @@ class Exchange {
   /** readHead(): the bytes of the head read so far. */
   received: Uint8Array = new Uint8Array(0);
   /** answer(): the request, once its head is read and parsed. */
-  request: Request | undefined;
+  request: RequestHead | undefined;
   /** send(): when the answer's last byte was written. */
   answered: number | undefined;
   /** end(): why it was ended early, if it was. */
@@ -450,7 +450,7 @@ class Exchange {
   ) {}
 
   /** Method and target for the log line, or `-` before they are known. */
-  get requestLine(): string {
+  get methodAndTarget(): string {
     const request = this.request;
     return request?.method ? `${request.method} ${request.target}` : "-";
   }
@@ -558,7 +558,7 @@ const KNOWN_METHODS = "GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH"
  * request line is one, whether a body follows, and then either the path to
  * answer or the error status that answers it.
  */
-type Request =
+type RequestHead =
   & { method?: string; target?: string; bodyFollows: boolean }
   & ({ error: ErrorStatus; path?: never } | { error?: never; path: string });
 
@@ -568,7 +568,7 @@ type Request =
  * chunked is the only transfer coding understood, so any other gets 501.
  * A head that is not `whole` (too large) gets 431, with what could be read.
  */
-function parseHead({ bytes, whole }: Head): Request {
+function parseHead({ bytes, whole }: Head): RequestHead {
   const lines = decoder.decode(bytes)
     .replace(/^\r?\n/, "") // one empty line before the request line
     .split("\n");
@@ -811,7 +811,7 @@ class Server extends DisposableStack {
         if (error instanceof Deno.errors.Interrupted) return;
         pauseMs = Math.min(Math.max(pauseMs * 2, 10), TUNING.maxAcceptPauseMs);
         const again = `trying again in ${pauseMs} ms`;
-        this.#log(`Accept failed: ${describe(error)}; ${again}`);
+        this.#log(`Accept failed: ${errorText(error)}; ${again}`);
         await delay(pauseMs);
       }
     }
@@ -819,7 +819,7 @@ class Server extends DisposableStack {
 }
 
 /** handle()'s options with every default filled in. */
-type Settled =
+type FilledHandleOptions =
   & HandleOptions
   & Required<Omit<HandleOptions, "log" | "stop" | "drop">>;
 
@@ -850,7 +850,7 @@ function newOpenConnections(
  */
 class OpenConnections implements Disposable {
   /** The options of every connection it keeps, defaults filled in. */
-  readonly options: Settled;
+  readonly options: FilledHandleOptions;
   /** Where each connection's line goes; a log that fails loses it. */
   readonly log: (line: string) => void;
   /** The metrics before `idle` and `handle` in Server-Timing. */
@@ -881,11 +881,11 @@ class OpenConnections implements Disposable {
     } = {},
   ) {
     checkOptions(options, "handle");
-    const settled: HandleOptions & Record<string, unknown> = { ...options };
+    const filled: HandleOptions & Record<string, unknown> = { ...options };
     for (const [name, option] of Object.entries(OPTIONS)) {
-      if (option.for === "handle") settled[name] ??= option.default;
+      if (option.for === "handle") filled[name] ??= option.default;
     }
-    this.options = settled as Settled;
+    this.options = filled as FilledHandleOptions;
     this.log = safely(options.log ?? console.log);
     this.serverTiming = serverTiming;
     this.trace = trace;
@@ -1062,7 +1062,7 @@ const plural = (count: number, noun: string) =>
   `${count} ${noun}${count === 1 ? "" : "s"}`;
 
 /** An error in a line: the message for the system's, the stack for a bug. */
-function describe(error: unknown): string {
+function errorText(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   const expected = "code" in error ||
     Object.values(Deno.errors).some((kind) => error instanceof kind);
@@ -1095,7 +1095,7 @@ const LAB_FILE = new RegExp(
 const HTML = "text/html";
 
 /** What main.ts reads: the book's pages, and the lab's folders. */
-const PAGE_FILES = [...Object.values(BOOK), ...LAB_FOLDERS];
+const READ_PATHS = [...Object.values(BOOK), ...LAB_FOLDERS];
 
 /** Sent for `/lab` where there is no lab: a 404 that says why. */
 const NO_LAB =
@@ -1185,8 +1185,8 @@ const OPTIONS = {
 } as const satisfies Record<string, Option>;
 type OptionName = keyof typeof OPTIONS;
 
-/** The options without a default, by who takes them. */
-const UNDEFAULTED = {
+/** The options that DEFAULTS has no value for, by who takes them. */
+const NOT_IN_DEFAULTS = {
   handle: ["pages", "log", "stop", "drop"],
   serve: ["mode"],
 };
@@ -1236,9 +1236,11 @@ function checkOptions(options: HandleOptions, taker: "handle" | "serve") {
   for (const name in options) {
     const option: Option | undefined = OPTIONS[name as OptionName];
     const owner = option?.for ??
-      (["handle", "serve"] as const).find((t) => UNDEFAULTED[t].includes(name));
+      (["handle", "serve"] as const).find((t) =>
+        NOT_IN_DEFAULTS[t].includes(name)
+      );
     if (owner === undefined) {
-      const known = [...Object.keys(OPTIONS), ...UNDEFAULTED.handle];
+      const known = [...Object.keys(OPTIONS), ...NOT_IN_DEFAULTS.handle];
       const hint = didYouMean(name, known);
       throw new TypeError(`${taker}() has no option "${name}"${hint}`);
     }
@@ -1354,7 +1356,7 @@ function serveInWorker(): void {
     try {
       listener = Deno.listen({ hostname, port, reusePort: true });
     } catch (error) {
-      const why = `a second listener on ${port}: ${describe(error)}`;
+      const why = `a second listener on ${port}: ${errorText(error)}`;
       return parent.postMessage(
         `Parallel mode needs SO_REUSEPORT, which Deno sets on Linux only (${why})`,
       );
@@ -1416,7 +1418,7 @@ const MODES = ["serial", "concurrent", "parallel"] as const;
 const USAGE = `Usage: main.ts [${MODES.join("|")}] [options]`;
 
 /** `--help`, its option lines made from OPTIONS. */
-function help(): string {
+function helpText(): string {
   const lines = Object.entries(OPTIONS).map(
     ([name, option]: [string, Option]) => {
       const { default: byDefault, help } = option;
@@ -1530,7 +1532,7 @@ async function main(args: readonly string[]): Promise<number> {
     return fail(`${(error as Error).message}\n${USAGE}; see --help`, 2);
   }
   if (options.help) {
-    print(help());
+    print(helpText());
     return 0;
   }
   const { mode, hostname, port, workers, graceMs } = options;
@@ -1550,7 +1552,7 @@ async function main(args: readonly string[]): Promise<number> {
   const lab = pages.lab
     ? `run the experiment at ${url}lab`
     : `${LAB_PAGE} was not found, so the lab is off`;
-  const started = `Listening on ${url} (${how}); ${lab}`;
+  const startLine = `Listening on ${url} (${how}); ${lab}`;
 
   const stop = new AbortController();
   const drop = new AbortController();
@@ -1564,9 +1566,9 @@ async function main(args: readonly string[]): Promise<number> {
   const running = { pages, stop: stop.signal, drop: drop.signal };
   let code = 0;
   if (mode === "parallel") {
-    code = await serveInWorkers(listener, options, running, started);
+    code = await serveInWorkers(listener, options, running, startLine);
   } else {
-    print(started);
+    print(startLine);
     await serve(listener, {
       ...libraryOptions(options),
       ...running,
@@ -1667,7 +1669,7 @@ function missingPermissions(
   const host = bracketed(hostname);
   const folder = import.meta.dirname; // undefined for a remote module
   // Parallel mode starts its workers from this file: it reads it too.
-  const files = PAGE_FILES.map((file) => `${folder}/${file}`);
+  const files = READ_PATHS.map((file) => `${folder}/${file}`);
   if (parallel) files.push(import.meta.filename!);
   const canRead = folder === undefined ||
     files.every((path) => granted({ name: "read", path }));
@@ -1703,7 +1705,7 @@ function readFlagGiven(folder?: string): string {
   if (folder === undefined || granted({ name: "read" })) return "--allow-read";
   if (granted({ name: "read", path: "." })) return "--allow-read=.";
   if (granted({ name: "read", path: folder })) return `--allow-read=${folder}`;
-  const files = [...PAGE_FILES, "main.ts"];
+  const files = [...READ_PATHS, "main.ts"];
   return `--allow-read=${files.map((file) => `${folder}/${file}`).join(",")}`;
 }
 
