@@ -1419,16 +1419,14 @@ const USAGE = `Usage: main.ts [${MODES.join("|")}] [options]`;
 
 /** `--help`, its option lines made from OPTIONS. */
 function helpText(): string {
+  const line = (flag: string, help: string) => `  ${flag.padEnd(19)}  ${help}`;
   const lines = Object.entries(OPTIONS).map(
     ([name, option]: [string, Option]) => {
-      const { default: byDefault, help } = option;
-      const value =
-        { number: " N", string: " H" }[typeof byDefault as "number"];
-      const flag = `--${flagOf(name)}${value ?? ""}`.padEnd(19);
-      if (!value) return `  ${flag}  ${help}`;
-      return `  ${flag}  ${help} (default${
-        byDefault === Infinity ? ": no limit" : ` ${byDefault}`
-      })`;
+      const { default: value, help } = option;
+      if (typeof value === "boolean") return line(`--${flagOf(name)}`, help);
+      const flag = `--${flagOf(name)} ${typeof value === "number" ? "N" : "H"}`;
+      const byDefault = value === Infinity ? ": no limit" : ` ${value}`;
+      return line(flag, `${help} (default${byDefault})`);
     },
   );
   return `${USAGE}
@@ -1452,10 +1450,10 @@ Examples:
 }
 
 /**
- * Parses main.ts's command line, the arguments after `main.ts`; what it
- * leaves out comes from DEFAULTS. Throws a TypeError for an unknown
- * argument, a value missing or not a number, or choices that contradict
- * each other, and a RangeError for a number out of range.
+ * Parses main.ts's command line, the arguments after `main.ts`. Throws a
+ * TypeError for an unknown argument, a value missing or not a number, or
+ * choices that contradict each other, and a RangeError for a number out of
+ * range.
  */
 function parseCommandLine(args: readonly string[]): CommandLine {
   const names = Object.keys(OPTIONS) as OptionName[];
@@ -1464,16 +1462,17 @@ function parseCommandLine(args: readonly string[]): CommandLine {
     ...names.filter((n) => OPTIONS[n].default === false),
   ];
   // parseArgs reads --quiet=no as --quiet: only true or false may follow.
-  for (
-    const [, flag, value] of args.map((a) => /^--(\w+)=(.*)$/.exec(a) ?? [])
-  ) {
+  for (const arg of args) {
+    const [, flag, value] = /^--(\w+)=(.*)$/.exec(arg) ?? [];
     if (booleans.includes(flag) && !/^(true|false)$/.test(value)) {
       throw new TypeError(`--${flag} takes no value, not "${value}"`);
     }
   }
-  const flags: Record<string, unknown> = parseArgs([...args], {
-    string: names.filter((n) => !booleans.includes(n)).map(flagOf),
+  const flags = parseArgs(args, {
     boolean: booleans,
+    // Strings, not numbers, so that a value missing or mistyped is told apart.
+    string: names.filter((n) => !booleans.includes(n)).map(flagOf),
+    default: Object.fromEntries(names.map((n) => [flagOf(n), DEFAULTS[n]])),
     alias: { h: "help" },
     unknown(arg, key) {
       if (key === undefined) return true; // a mode, checked below
@@ -1482,7 +1481,7 @@ function parseCommandLine(args: readonly string[]): CommandLine {
     },
   });
   // The same mode twice (`deno task serial serial`) is that mode.
-  const modes = [...new Set((flags._ as unknown[]).map(String))];
+  const modes = [...new Set(flags._.map(String))];
   const unknown = modes.find((m) => !(MODES as readonly string[]).includes(m));
   if (unknown) {
     const meant = MODES.find((m) => m === unknown.toLowerCase());
@@ -1497,22 +1496,24 @@ function parseCommandLine(args: readonly string[]): CommandLine {
         `chooses one, so for ${modes[1]} mode run: deno task ${task}`,
     );
   }
-  const chosen: Record<string, unknown> = { mode: modes[0] ?? "concurrent" };
-  for (const name of [...names, "help"] as OptionName[]) {
+  const mode = modes[0] ?? "concurrent";
+  const chosen: Record<string, unknown> = { mode, help: flags.help };
+  for (const name of names) {
     const flag = `--${flagOf(name)}`;
-    const given = flags[flagOf(name)];
-    if (typeof given !== "string") chosen[name] = given ?? DEFAULTS[name];
-    else if (given === "") throw new TypeError(`${flag} needs a value`);
+    const value = flags[flagOf(name)];
+    // A string was typed, but for the hostname's default; the rest are not.
+    if (typeof value !== "string") chosen[name] = value;
+    else if (value === "") throw new TypeError(`${flag} needs a value`);
     else if (name === "hostname") {
-      chosen[name] = given.replace(/^\[(.*)\]$/, "$1");
-    } else if (Number.isNaN(Number(given)) || given.trim() === "") {
-      throw new TypeError(`${flag} needs a number, not "${given}"`);
-    } else chosen[name] = checkValue(flag, Number(given), OPTIONS[name]);
+      chosen[name] = value.replace(/^\[(.*)\]$/, "$1");
+    } else if (Number.isNaN(Number(value)) || value.trim() === "") {
+      throw new TypeError(`${flag} needs a number, not "${value}"`);
+    } else chosen[name] = checkValue(flag, Number(value), OPTIONS[name]);
   }
-  if (chosen.mode === "serial" && flags["max-in-flight"] !== undefined) {
+  if (mode === "serial" && typeof flags["max-in-flight"] === "string") {
     throw new TypeError("--max-in-flight does not apply to serial mode");
   }
-  if (chosen.mode !== "parallel" && flags.workers !== undefined) {
+  if (mode !== "parallel" && typeof flags.workers === "string") {
     throw new TypeError("--workers is for parallel mode only");
   }
   return chosen as CommandLine;
