@@ -116,10 +116,7 @@ export async function handle(
 }
 
 /** handle(), for a connection that joins the list `open` of serve() or handle(). */
-async function handleConnection(
-  conn: Connection,
-  open: OpenConnections,
-): Promise<void> {
+async function handleConnection(conn: Connection, open: OpenConnections) {
   const exchange = open.add(conn);
   let outcome: Outcome;
   try {
@@ -130,10 +127,8 @@ async function handleConnection(
     outcome = { none: ended ? ENDED[ended] : `failed: ${errorText(error)}` };
   }
   // The request's time, from its first byte to its answer: not the drain.
-  const startedAt = exchange.started ?? exchange.accepted;
-  const elapsedMs = Math.round(
-    (exchange.answered ?? performance.now()) - startedAt,
-  );
+  const end = exchange.answered ?? performance.now();
+  const elapsedMs = Math.round(end - (exchange.started ?? exchange.accepted));
   const what = "status" in outcome ? outcome.status : outcome.none;
   const line = `${exchange.methodAndTarget} ${what} (${elapsedMs} ms)`;
   try {
@@ -160,8 +155,7 @@ async function answer(exchange: Exchange): Promise<Outcome> {
   if (head === "closed") {
     return { none: "closed by the client before a whole request" };
   }
-  const request = parseHead(head);
-  exchange.request = request;
+  const request = exchange.request = parseHead(head);
   const { open } = exchange;
   open.trace?.(`#${exchange.number} head: ${exchange.methodAndTarget}`);
   const unread = head.unread || request.bodyFollows;
@@ -236,11 +230,9 @@ async function spinInWorker(ms: number, drop?: AbortSignal): Promise<boolean> {
 }
 
 /** The Worker's module: spin() for the time it is sent, then say so. */
-const SPINNER = `data:text/javascript,${
-  encodeURIComponent(
-    `onmessage = ({ data }) => { (${spin})(data); postMessage(0); };`,
-  )
-}`;
+const SPINNER = "data:text/javascript," + encodeURIComponent(
+  `onmessage = ({ data }) => { (${spin})(data); postMessage(0); };`,
+);
 
 // ===========================================================================
 // 2. What serve() and handle() take: their options, the connection, the
@@ -388,15 +380,14 @@ export interface Pages {
 export async function loadPages(
   folder: URL = new URL("./", import.meta.url),
 ): Promise<Pages> {
+  const cannot = (file: string, why: string) =>
+    new Error(`Cannot load ${new URL(file, folder)}: ${why}`);
   const read = (file: string) =>
     readFile(new URL(file, folder)).catch((error) => {
-      throw new Error(`Cannot load ${new URL(file, folder)}: ${error.message}`);
+      throw cannot(file, error.message);
     });
   const need = async (file: string) =>
-    await read(file) ??
-      Promise.reject(
-        new Error(`Cannot load ${new URL(file, folder)}: not found`),
-      );
+    await read(file) ?? Promise.reject(cannot(file, "not found"));
   const pages = {
     hello: await need(BOOK.hello),
     notFound: await need(BOOK.notFound),
@@ -513,12 +504,9 @@ async function readHead(exchange: Exchange): Promise<Head | "closed"> {
       length += read;
       exchange.received = buffer.subarray(0, length);
       if (end === -1) continue;
+      const bytes = buffer.subarray(0, end);
       // After the head: a body, or a second request.
-      return {
-        bytes: buffer.subarray(0, end),
-        whole: true,
-        unread: end < length,
-      };
+      return { bytes, whole: true, unread: end < length };
     }
   } finally {
     open.ready(exchange);
@@ -652,17 +640,10 @@ type ErrorStatus = 400 | 405 | 408 | 431 | 501 | 503 | 505;
  * few bytes each write takes, and returns the status. A write that takes
  * nothing for the send timeout ends the connection.
  */
-async function send(
-  exchange: Exchange,
-  page: Page | ErrorStatus,
-): Promise<StatusCode> {
+async function send(exchange: Exchange, page: Page | ErrorStatus) {
   const { conn, open } = exchange;
   const { status, type, body } = typeof page === "number"
-    ? {
-      status: page,
-      type: "text/plain",
-      body: encoder.encode(`${page} ${STATUS_TEXT[page]}\n`),
-    }
+    ? textPage(page, `${page} ${STATUS_TEXT[page]}\n`)
     : page;
   const bytes = encodeResponse(exchange, status, type, body);
   for (let written = 0; written < bytes.length;) {
@@ -758,29 +739,25 @@ class Server extends DisposableStack {
     this.mode = mode;
     this.maxInFlight = maxInFlight ?? DEFAULTS.maxInFlight;
     this.#listener = listener;
-    this.#log = safely(options.log ?? console.log);
+    const log = this.#log = safely(options.log ?? console.log);
     const dropping = new AbortController();
     const perConnection: HandleOptions = {
       ...rest,
-      log: quiet || trace ? () => {} : this.#log,
+      log: quiet || trace ? () => {} : log,
       drop: dropping.signal,
     };
     // Parallel mode names each worker by its number (see serveInWorkers).
     const worker = "WorkerGlobalScope" in globalThis ? self.name : "";
     const metrics = worker ? `parallel, worker;desc=${worker}` : mode;
+    const timing = `mode;desc=${metrics}, `;
     this.open = this.use(
-      new OpenConnections(perConnection, {
-        serverTiming: `mode;desc=${metrics}, `,
-        trace: trace ? this.#log : undefined,
-      }),
+      new OpenConnections(perConnection, timing, trace ? log : undefined),
     );
 
     const dropAll = (why: string) => {
       const count = this.open.size;
       if (count > 0 && !dropping.signal.aborted) {
-        this.#log(
-          `Dropping ${plural(count, "request")} still in flight ${why}`,
-        );
+        log(`Dropping ${plural(count, "request")} still in flight ${why}`);
       }
       dropping.abort();
     };
@@ -827,10 +804,7 @@ type FilledHandleOptions =
  * For handle() on its own: a list for `conn` alone, with `options` checked.
  * A mistake in them closes `conn` too, so that a detached call leaks nothing.
  */
-function newOpenConnections(
-  conn: Connection,
-  options: HandleOptions,
-): OpenConnections {
+function newOpenConnections(conn: Connection, options: HandleOptions) {
   try {
     return new OpenConnections(options);
   } catch (error) {
@@ -848,15 +822,10 @@ function newOpenConnections(
  * and two signal listeners each, because that saves CPU and memory on every
  * connection: see docs/benchmarks.md#the-list-of-open-connections.
  */
-class OpenConnections implements Disposable {
-  /** The options of every connection it keeps, defaults filled in. */
+class OpenConnections extends DisposableStack {
   readonly options: FilledHandleOptions;
   /** Where each connection's line goes; a log that fails loses it. */
   readonly log: (line: string) => void;
-  /** The metrics before `idle` and `handle` in Server-Timing. */
-  readonly serverTiming: string;
-  /** With serve()'s `trace`: logs each connection by number. */
-  readonly trace: ((line: string) => void) | undefined;
   /**
    * An array where one leaving moves the last into its place, not a Set,
    * because a Set kept them alive long enough for V8 to promote them: see
@@ -870,16 +839,15 @@ class OpenConnections implements Disposable {
   #wake = () => {};
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
-  readonly #cleanup = new DisposableStack();
 
-  /** Keeps connections with `options`, which it checks. */
   constructor(
     options: HandleOptions,
-    { serverTiming = "", trace }: {
-      serverTiming?: string;
-      trace?: (line: string) => void;
-    } = {},
+    /** The metrics before `idle` and `handle` in Server-Timing. */
+    readonly serverTiming = "",
+    /** With serve()'s `trace`: logs each connection by number. */
+    readonly trace?: (line: string) => void,
   ) {
+    super();
     checkOptions(options, "handle");
     const filled: HandleOptions & Record<string, unknown> = { ...options };
     for (const [name, option] of Object.entries(OPTIONS)) {
@@ -887,12 +855,9 @@ class OpenConnections implements Disposable {
     }
     this.options = filled as FilledHandleOptions;
     this.log = safely(options.log ?? console.log);
-    this.serverTiming = serverTiming;
-    this.trace = trace;
-    this.#cleanup.use(
-      onAbort(options.stop, () => this.#end("head", "shutdown")),
-    );
-    this.#cleanup.use(onAbort(options.drop, () => this.#end("any", "dropped")));
+    this.use(onAbort(options.stop, () => this.#end("head", "shutdown")));
+    this.use(onAbort(options.drop, () => this.#end("any", "dropped")));
+    this.defer(() => clearTimeout(this.#timer));
   }
 
   /** How many connections it has open. */
@@ -902,8 +867,7 @@ class OpenConnections implements Disposable {
 
   /** Keeps `conn` until remove(), unless already stopped. */
   add(conn: Connection): Exchange {
-    const index = this.#open.length;
-    const exchange = new Exchange(conn, this, ++this.#count, index);
+    const exchange = new Exchange(conn, this, ++this.#count, this.#open.length);
     this.trace?.(`#${exchange.number} accepted`);
     this.#open.push(exchange);
     this.#waiting.push(undefined);
@@ -1015,12 +979,6 @@ class OpenConnections implements Disposable {
   }
   #slab = new Uint8Array(0);
   #used = 0;
-
-  /** Stops its timer and its listeners. */
-  [Symbol.dispose](): void {
-    clearTimeout(this.#timer);
-    this.#cleanup.dispose();
-  }
 }
 
 /** Calls `then` once `signal` is aborted (now, if it is) until disposed of. */
@@ -1107,6 +1065,9 @@ interface Page {
   type: string;
   body: Uint8Array;
 }
+function textPage(status: StatusCode, text: string): Page {
+  return { status, type: "text/plain", body: encoder.encode(text) };
+}
 
 /** The page for `path`: hello.html, a file of the lab, or a 404. */
 async function pageFor(
@@ -1117,18 +1078,13 @@ async function pageFor(
   if (HELLO_PATHS.includes(path)) {
     return { status: 200, type: HTML, body: pages.hello };
   }
-  if (path === "/lab" && !pages.lab) {
-    return { status: 404, type: "text/plain", body: encoder.encode(NO_LAB) };
-  }
+  if (path === "/lab" && !pages.lab) return textPage(404, NO_LAB);
   const file = path === "/lab" ? LAB_PAGE : LAB_FILE.exec(path)?.[1];
   const body = file && pages.lab &&
     await readFile(new URL(file, pages.lab), drop);
   if (!body) return { status: 404, type: HTML, body: pages.notFound };
-  return {
-    status: 200,
-    type: file!.endsWith(".js") ? "text/javascript" : HTML,
-    body,
-  };
+  const type = file!.endsWith(".js") ? "text/javascript" : HTML;
+  return { status: 200, type, body };
 }
 
 /**
@@ -1182,7 +1138,10 @@ const OPTIONS = {
   quiet: { default: false, for: "serve", help: "no line per connection" },
   trace: { default: false, for: "serve",
     help: "a line as each connection is accepted, has its head, is done" },
-} as const satisfies Record<string, Option>;
+} as const satisfies {
+  // One for each of DEFAULTS, whose type checks the default's.
+  [N in keyof typeof DEFAULTS]: Option & { default: (typeof DEFAULTS)[N] };
+};
 type OptionName = keyof typeof OPTIONS;
 
 /** The options that DEFAULTS has no value for, by who takes them. */
@@ -1213,18 +1172,9 @@ export const DEFAULTS: {
   readonly workers: number;
   readonly quiet: boolean;
   readonly trace: boolean;
-} = defaultsOf(OPTIONS);
-
-/** Each option's default, typed by the option: the check on DEFAULTS' type. */
-function defaultsOf<O extends Record<string, Option>>(options: O): {
-  [N in keyof O]: O[N]["default"] extends number ? number
-    : O[N]["default"] extends string ? string
-    : boolean;
-} {
-  return Object.fromEntries(
-    Object.entries(options).map(([name, option]) => [name, option.default]),
-  ) as never;
-}
+} = Object.fromEntries(
+  Object.entries(OPTIONS).map(([name, option]) => [name, option.default]),
+) as typeof DEFAULTS;
 
 /**
  * Throws unless `taker` takes every option given, each with a value it
@@ -1252,10 +1202,8 @@ function checkOptions(options: HandleOptions, taker: "handle" | "serve") {
     if (option && value !== undefined) checkValue(name, value, option);
   }
   const { pages, mode } = options as Partial<ServeOptions>;
-  const page = (["hello", "notFound"] as const).find((page) =>
-    !(pages?.[page] instanceof Uint8Array)
-  );
-  if (page) {
+  for (const page of ["hello", "notFound"] as const) {
+    if (pages?.[page] instanceof Uint8Array) continue;
     throw new TypeError(`pages.${page} must be a Uint8Array; see loadPages()`);
   }
   if (taker === "serve" && mode !== "serial" && mode !== "concurrent") {
@@ -1318,10 +1266,9 @@ async function serveInWorkers(
       (said[data as keyof typeof said] ?? failed).resolve(data);
     worker.onerror = (event) => {
       event.preventDefault(); // end this worker, not the process
-      failed.resolve(`Worker ${i + 1} failed: ${event.message}`);
+      failed.resolve(`Worker ${name} failed: ${event.message}`);
     };
-    const start = { worker: i + 1, options, port: hold.addr.port, pages };
-    worker.postMessage({ start });
+    worker.postMessage({ start: { options, port: hold.addr.port, pages } });
     return { worker, ...said };
   });
   const tell = (message: object) =>
@@ -1350,7 +1297,7 @@ function serveInWorker(): void {
   parent.onmessage = async ({ data }) => {
     if ("stop" in data) return stop.abort();
     if ("drop" in data) return drop.abort(data.drop);
-    const { worker, options, port, pages } = data.start;
+    const { options, port, pages } = data.start;
     const { hostname } = options;
     let listener;
     try {
@@ -1365,19 +1312,12 @@ function serveInWorker(): void {
     await serve(listener, {
       ...libraryOptions(options),
       ...{ mode: "concurrent", pages },
-      log: (line) => log(`worker ${worker}: ${line}`),
+      log: (line) => log(`worker ${self.name}: ${line}`),
       ...{ stop: stop.signal, drop: drop.signal },
     });
     parent.postMessage("stopped");
   };
 }
-
-/**
- * Whether Deno.listen's reusePort works here. Deno.listenDatagram is there
- * only with the unstable network APIs on, as reusePort needs: without
- * them, asking for it ends the process.
- */
-const canReusePort = () => "listenDatagram" in Deno;
 
 // ===========================================================================
 // 7. The command line: flags, --help, start-up errors and signals. Skip it
@@ -1420,15 +1360,13 @@ const USAGE = `Usage: main.ts [${MODES.join("|")}] [options]`;
 /** `--help`, its option lines made from OPTIONS. */
 function helpText(): string {
   const line = (flag: string, help: string) => `  ${flag.padEnd(19)}  ${help}`;
-  const lines = Object.entries(OPTIONS).map(
-    ([name, option]: [string, Option]) => {
-      const { default: value, help } = option;
-      if (typeof value === "boolean") return line(`--${flagOf(name)}`, help);
-      const flag = `--${flagOf(name)} ${typeof value === "number" ? "N" : "H"}`;
-      const byDefault = value === Infinity ? ": no limit" : ` ${value}`;
-      return line(flag, `${help} (default${byDefault})`);
-    },
-  );
+  const lines = Object.entries(OPTIONS).map(([name, option]) => {
+    const { default: value, help }: Option = option;
+    if (typeof value === "boolean") return line(`--${flagOf(name)}`, help);
+    const flag = `--${flagOf(name)} ${typeof value === "number" ? "N" : "H"}`;
+    const byDefault = value === Infinity ? ": no limit" : ` ${value}`;
+    return line(flag, `${help} (default${byDefault})`);
+  });
   return `${USAGE}
 
 Serves hello.html and 404.html, a slow /sleep, a CPU-bound /block, its cures
@@ -1564,18 +1502,13 @@ async function main(args: readonly string[]): Promise<number> {
     stop.signal,
     () => log(`Stopping on ${stop.signal.reason}: ${stopping} to finish`),
   );
-  const running = { pages, stop: stop.signal, drop: drop.signal };
+  const running = { pages, log, stop: stop.signal, drop: drop.signal };
   let code = 0;
   if (mode === "parallel") {
     code = await serveInWorkers(listener, options, running, startLine);
   } else {
     print(startLine);
-    await serve(listener, {
-      ...libraryOptions(options),
-      ...running,
-      mode,
-      log,
-    });
+    await serve(listener, { ...libraryOptions(options), ...running, mode });
   }
   if (drop.signal.aborted) return 130;
   if (code === 0) print("Stopped");
@@ -1675,29 +1608,31 @@ function missingPermissions(
   const canRead = folder === undefined ||
     files.every((path) => granted({ name: "read", path }));
   const canListen = granted({ name: "net", host: `${host}:${port}` });
-  const canShare = !parallel || canReusePort();
+  // Deno.listenDatagram is there only with the unstable network APIs, as
+  // reusePort needs: without them, asking for it ends the process.
+  const canShare = !parallel || "listenDatagram" in Deno;
   if (canRead && canListen && canShare) return;
   const cannot = [
     canRead || (parallel ? "read the pages and main.ts" : "read the pages"),
     canListen || `listen on ${host}:${port}`,
-  ];
+  ].filter((it) => it !== true);
   const net = `--allow-net=${host}`;
+  const here = folder === Deno.cwd();
   const command = [
     "deno run",
     ...(parallel ? ["--unstable-net"] : []),
     hostname.includes(":") ? `'${net}'` : net, // zsh would glob [::1]
-    canRead ? readFlagGiven(folder) : readFlagNeeded(folder!),
-    folder === Deno.cwd() ? "main.ts" : import.meta.filename ?? import.meta.url,
+    canRead ? readFlagGiven(folder) : `--allow-read=${here ? "." : folder}`,
+    here ? "main.ts" : import.meta.filename ?? import.meta.url,
     ...args,
   ];
-  const what = cannot.filter((it) => it !== true);
   const unstable =
     "Parallel mode needs --unstable-net, for Deno.listen's reusePort";
-  const why = !canShare && what.length
-    ? `${unstable}, and permission to ${what.join(" and ")}`
-    : !canShare
-    ? unstable
-    : `No permission to ${what.join(" or ")}`;
+  const why = canShare
+    ? `No permission to ${cannot.join(" or ")}`
+    : cannot.length
+    ? `${unstable}, and permission to ${cannot.join(" and ")}`
+    : unstable;
   return `${why}; run: ${command.join(" ")}`;
 }
 
@@ -1709,10 +1644,6 @@ function readFlagGiven(folder?: string): string {
   const files = [...READ_PATHS, "main.ts"];
   return `--allow-read=${files.map((file) => `${folder}/${file}`).join(",")}`;
 }
-
-/** The `--allow-read` flag for the pages: `.` when run from their folder. */
-const readFlagNeeded = (folder: string) =>
-  `--allow-read=${folder === Deno.cwd() ? "." : folder}`;
 
 /** Whether Deno grants `permission`; a host it cannot parse, it leaves to listen() to report. */
 function granted(permission: Deno.PermissionDescriptor): boolean {
