@@ -143,10 +143,7 @@ async function handleConnection(conn: Connection, open: OpenConnections) {
   open.trace?.(`#${exchange.number} done: ${line}`);
 }
 
-/**
- * What answer() did: the status it sent, and whether the client may still be
- * sending (a body, or more head); or why it sent none.
- */
+/** The status answer() sent, and if the client may send more; or why none. */
 type Outcome = { status: StatusCode; unread: boolean } | { none: string };
 
 /** The routes: reads the request, answers it, and says what it did. */
@@ -200,12 +197,11 @@ function spin(ms: number): void {
 const SLICE_MS = 10;
 
 /**
- * spin() in a Worker started for it, terminated once it is done or `drop`
- * is aborted (then the promise rejects, as /sleep's delay does). Resolves
- * false if no Worker can run here. Its code is a `data:` URL, which needs
- * no read permission, so it runs however main.ts was started: from a
- * folder, a copy or a URL. It inherits this thread's permissions and uses
- * none.
+ * spin() in a Worker started for it, ended once it is done or `drop` is
+ * aborted (then the promise rejects, as /sleep's delay does); false if no
+ * Worker can run here. Its code is a `data:` URL, which needs no read
+ * permission, so it runs however main.ts was started (from a folder, a copy
+ * or a URL). It inherits this thread's permissions and uses none.
  */
 async function spinInWorker(ms: number, drop?: AbortSignal): Promise<boolean> {
   let worker: Worker;
@@ -350,10 +346,9 @@ export interface Pages {
   /** Sent, with status 404, for any other path (404.html). */
   notFound: Uint8Array;
   /**
-   * The folder the lab is read from, as a URL, if it has `lab/index.html`:
-   * `/lab` is that page, and `/lab/NAME` or `/probe/NAME` (an `.html` or
-   * `.js` file) is that file, read when asked for. Without it, `/lab`
-   * answers 404 and says why.
+   * The lab's folder, as a URL, if it has `lab/index.html`: `/lab` is that
+   * page, and `/lab/NAME` or `/probe/NAME` (`.html` or `.js`) that file,
+   * read when asked for. Without it, `/lab` answers 404 and says why.
    */
   lab?: string;
 }
@@ -474,11 +469,7 @@ interface Head {
   unread: boolean;
 }
 
-/**
- * Reads up to the blank line that ends the head, or says the client closed
- * first. When the head timeout or a stop closes the connection (see
- * OpenConnections), the read fails.
- */
+/** The head, or "closed" if the client closed first; if ended early, throws. */
 async function readHead(exchange: Exchange): Promise<Head | "closed"> {
   const { conn, open } = exchange;
   const { maxHeadBytes, headTimeoutMs } = open.options;
@@ -541,11 +532,7 @@ const ANNOUNCES_BODY =
 const KNOWN_METHODS = "GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH"
   .split(" ");
 
-/**
- * A request head as parseHead() read it: the method and target when the
- * request line is one, whether a body follows, and then either the path to
- * answer or the error status that answers it.
- */
+/** What parseHead() read: method, target, if a body follows, path or error. */
 type RequestHead =
   & { method?: string; target?: string; bodyFollows: boolean }
   & ({ error: ErrorStatus; path?: never } | { error?: never; path: string });
@@ -608,10 +595,7 @@ function validLength(values: string[]): boolean {
   return !numbers.includes(undefined) && new Set(numbers).size <= 1;
 }
 
-/**
- * 501 for a transfer coding other than chunked, 400 for chunked twice or an
- * empty list (RFC 9112 §6.1); undefined when all is well.
- */
+/** 501 for codings but chunked; 400 for two chunked or none (RFC 9112 §6.1). */
 function checkCodings(values: string[]): 400 | 501 | undefined {
   if (values.length === 0) return;
   const codings = values
@@ -635,11 +619,7 @@ function pathOf(target: string): string | undefined {
 /** The statuses sent with a short plain-text body that names them. */
 type ErrorStatus = 400 | 405 | 408 | 431 | 501 | 503 | 505;
 
-/**
- * Writes a page, or an error status with a body that names it, however
- * few bytes each write takes, and returns the status. A write that takes
- * nothing for the send timeout ends the connection.
- */
+/** Writes a page, or an error status, however few bytes each write takes. */
 async function send(exchange: Exchange, page: Page | ErrorStatus) {
   const { conn, open } = exchange;
   const { status, type, body } = typeof page === "number"
@@ -656,10 +636,8 @@ async function send(exchange: Exchange, page: Page | ErrorStatus) {
 }
 
 /**
- * A whole response in one buffer: the head, whose Server-Timing says how
- * long the connection sat idle before its first byte and how long the
- * request has taken since, then the body, but never for HEAD (RFC 9110
- * §9.3.2), whatever the status.
+ * A whole response in one buffer: the head, with Server-Timing's idle and
+ * handle times, then the body, but never for HEAD (RFC 9110 §9.3.2).
  */
 function encodeResponse(
   { accepted, started = accepted, received, open }: Exchange,
@@ -684,10 +662,7 @@ function encodeResponse(
   return bytes;
 }
 
-/**
- * Whether a head, whole or not, starts with the method HEAD: read from the
- * bytes, so that a head too large (431) or too slow (408) is judged too.
- */
+/** Whether the bytes start `HEAD `: a head too large or slow is judged too. */
 function asksForHead(head: Uint8Array): boolean {
   const from = head[0] === LF ? 1 : head[0] === CR && head[1] === LF ? 2 : 0;
   return HEAD_METHOD.every((byte, i) => head[from + i] === byte);
@@ -695,13 +670,12 @@ function asksForHead(head: Uint8Array): boolean {
 const HEAD_METHOD = [..."HEAD "].map((c) => c.charCodeAt(0));
 
 /**
- * After the answer, reads and drops what the client still sends, for
- * TUNING.drainMs at most however much comes: closing with bytes unread
- * would reset the connection, and a client still sending would lose its
- * answer. The write side is closed first, so that the client sees the
- * response end (RFC 9112 §9.6). Bounded by time, not bytes, as nginx's
- * lingering close is: a client uploading more than any byte bound still
- * gets its answer, and one that sends for ever is closed all the same.
+ * After the answer, reads and drops what the client still sends: closing
+ * with bytes unread would reset the connection, and a client still sending
+ * would lose its answer. The write side is closed first, so that the client
+ * sees the response end (RFC 9112 §9.6). Bounded by time (TUNING.drainMs),
+ * not bytes, as nginx's lingering close is: a client uploading more than any
+ * byte bound still gets its answer, and one sending for ever is closed.
  */
 async function drain(conn: Connection): Promise<void> {
   await conn.closeWrite?.();
@@ -719,12 +693,7 @@ const decoder = new TextDecoder();
 // how a server ends every connection it starts, and what that costs.
 // ===========================================================================
 
-/**
- * What one serve() call keeps besides its loop: the open connections, with
- * the options for each, and the stop. On `stop` the listener closes,
- * connections still waiting for their head close, and the grace period
- * starts; at its end, or on `drop`, whatever is in flight is dropped.
- */
+/** What one serve() keeps besides its loop: its connections and its stop. */
 class Server extends DisposableStack {
   readonly mode: Mode;
   readonly maxInFlight: number;
@@ -773,10 +742,7 @@ class Server extends DisposableStack {
     }));
   }
 
-  /**
-   * The listener's connections until it is closed. A failed accept is
-   * logged and tried again after a pause that doubles each time.
-   */
+  /** The listener's connections; a failed accept is retried, pausing longer. */
   async *accepted(): AsyncGenerator<Deno.Conn> {
     for (let pauseMs = 0;;) {
       try {
@@ -795,15 +761,11 @@ class Server extends DisposableStack {
   }
 }
 
-/** handle()'s options with every default filled in. */
 type FilledHandleOptions =
   & HandleOptions
   & Required<Omit<HandleOptions, "log" | "stop" | "drop">>;
 
-/**
- * For handle() on its own: a list for `conn` alone, with `options` checked.
- * A mistake in them closes `conn` too, so that a detached call leaks nothing.
- */
+/** For handle() alone: bad `options` close `conn` too, so nothing leaks. */
 function newOpenConnections(conn: Connection, options: HandleOptions) {
   try {
     return new OpenConnections(options);
@@ -814,13 +776,11 @@ function newOpenConnections(conn: Connection, options: HandleOptions) {
 }
 
 /**
- * The connections that handle() has open, with their options: one list,
- * and one timer for all their deadlines (the head timeout, the send
- * timeout). `stop` closes those still waiting for their head; `drop` closes
- * them all. serve() keeps one for all its connections; handle() on its own
- * keeps one for its connection. One list and one timer rather than a timer
- * and two signal listeners each, because that saves CPU and memory on every
- * connection: see docs/benchmarks.md#the-list-of-open-connections.
+ * The connections that handle() has open, serve()'s or its own one, with
+ * their options: one list, and one timer for all their deadlines (head and
+ * send timeouts), rather than a timer and two signal listeners each,
+ * because that saves CPU and memory on every connection: see
+ * docs/benchmarks.md#the-list-of-open-connections.
  */
 class OpenConnections extends DisposableStack {
   readonly options: FilledHandleOptions;
@@ -860,7 +820,6 @@ class OpenConnections extends DisposableStack {
     this.defer(() => clearTimeout(this.#timer));
   }
 
-  /** How many connections it has open. */
   get size(): number {
     return this.#open.length;
   }
@@ -878,7 +837,6 @@ class OpenConnections extends DisposableStack {
     return exchange;
   }
 
-  /** Lets `exchange` go. */
   remove({ index }: Exchange): void {
     const last = this.#open.pop()!;
     const waiting = this.#waiting.pop();
@@ -896,23 +854,19 @@ class OpenConnections extends DisposableStack {
     return new Promise((resolve) => this.#wake = resolve);
   }
 
-  /** Resolves once every connection is closed. */
   async allClosed(): Promise<void> {
     while (this.size > 0) await this.oneClosed();
   }
 
-  /** Notes that `exchange` waits for `what`, for `ms` at most. */
   wait({ index }: Exchange, what: "head" | "write", ms: number): void {
     this.#waiting[index] = what;
     this.#arm(this.#deadline[index] = performance.now() + ms);
   }
 
-  /** Notes that `exchange` waits for nothing. */
   ready({ index }: Exchange): void {
     this.#waiting[index] = undefined;
   }
 
-  /** Ends, for `why`, each connection that waits for `what`. */
   #end(what: "head" | "any", why: keyof typeof ENDED): void {
     // From the last, so that one leaving meanwhile moves one seen already.
     for (let i = this.#open.length - 1; i >= 0; i--) {
@@ -994,7 +948,6 @@ function timeout(ms: number, then: () => void): Disposable {
   return { [Symbol.dispose]: () => clearTimeout(timer) };
 }
 
-/** Closes `resource`, which may already be closed. */
 function closeQuietly(resource: { close(): void }): void {
   try {
     resource.close();
@@ -1015,7 +968,6 @@ const safely = (log: (line: string) => void) => (line: string) => {
   }
 };
 
-/** `1 request`, `2 requests`. */
 const plural = (count: number, noun: string) =>
   `${count} ${noun}${count === 1 ? "" : "s"}`;
 
@@ -1039,14 +991,9 @@ const BOOK = { hello: "hello.html", notFound: "404.html" } as const;
 /** The paths answered with hello.html; any other is the lab's, or 404.html. */
 const HELLO_PATHS = ["/", "/sleep", "/block", "/block-sliced", "/block-worker"];
 
-/**
- * The lab, by one rule: `/lab` is LAB_PAGE, and a path that LAB_FILE
- * matches is that file, read when asked for, so the lab grows without a
- * change here. Its folders are the lab's and the probe's, whose verdict
- * module the lab imports.
- */
+/** The lab, by one rule (see Pages.lab): it grows without a change here. */
 const LAB_PAGE = "lab/index.html";
-const LAB_FOLDERS = ["lab", "probe"];
+const LAB_FOLDERS = ["lab", "probe"]; // the lab imports the probe's verdict
 const LAB_FILE = new RegExp(
   `^/((?:${LAB_FOLDERS.join("|")})/[\\w-]+\\.(html|js))$`,
 );
@@ -1177,10 +1124,8 @@ export const DEFAULTS: {
 ) as typeof DEFAULTS;
 
 /**
- * Throws unless `taker` takes every option given, each with a value it
- * accepts: at once, so that an unchecked script gets an error, not a loop
- * that never ends. No option is ignored: one that `taker` does not take is
- * an error, even where another function would take it.
+ * Throws unless `taker` takes every option given (another taker's is an
+ * error too) with a value it accepts: an error at once, not an endless loop.
  */
 function checkOptions(options: HandleOptions, taker: "handle" | "serve") {
   for (const name in options) {
@@ -1243,8 +1188,7 @@ const quote = (value: unknown) =>
  * Runs serve() in concurrent mode in `options.workers` Workers: threads with
  * an event loop each, listening on `hold`'s port with SO_REUSEPORT, so that
  * the kernel gives each new connection to one of them. `hold` keeps the
- * port until they all listen. A worker that fails ends them all (a bug).
- * Resolves with the exit code once they have stopped.
+ * port until they all listen; a worker that fails ends them all (a bug).
  */
 async function serveInWorkers(
   hold: Deno.TcpListener,
@@ -1254,7 +1198,7 @@ async function serveInWorkers(
 ): Promise<number> {
   const failed = Promise.withResolvers<string>();
   const workers = Array.from({ length: options.workers }, (_, i) => {
-    // Its name is its number, which serve() puts in Server-Timing.
+    // Its name is its number, which Server-Timing and the log show.
     const name = String(i + 1);
     const worker = new Worker(import.meta.url, { type: "module", name });
     const said = {
@@ -1337,9 +1281,8 @@ function libraryOptions(options: CommandLine) {
 }
 
 /**
- * `; did you mean sleep-ms?` (with `prefix` before the name) for a name a
- * few edits from one of `names`, or the start of only one (`sleep`);
- * otherwise nothing. For a mistyped flag or option.
+ * `; did you mean sleep-ms?` (`prefix` before the name) for a name a few
+ * edits from one of `names`, or the start of only one (`sleep`); else "".
  */
 function didYouMean(typed: string, names: string[], prefix = ""): string {
   const edits = (name: string) => levenshteinDistance(typed, name);
@@ -1388,10 +1331,8 @@ Examples:
 }
 
 /**
- * Parses main.ts's command line, the arguments after `main.ts`. Throws a
- * TypeError for an unknown argument, a value missing or not a number, or
- * choices that contradict each other, and a RangeError for a number out of
- * range.
+ * Parses the arguments after `main.ts`. Throws a TypeError for what is
+ * unknown, missing, not a number or contradictory; a RangeError out of range.
  */
 function parseCommandLine(args: readonly string[]): CommandLine {
   const names = Object.keys(OPTIONS) as OptionName[];
@@ -1535,10 +1476,8 @@ function listen(hostname: string, port: number, parallel: boolean) {
 }
 
 /**
- * Aborts `stop` on SIGINT or SIGTERM, and `drop` on a second one: the
- * requests in flight are dropped, and main() exits 130. A repeat within
- * TUNING.samePressMs is the same press, delivered twice. Disposing of the
- * result removes the listeners.
+ * Aborts `stop` on SIGINT or SIGTERM, and `drop` on a second one (main() then
+ * exits 130); a repeat within TUNING.samePressMs is one press, sent twice.
  */
 function onSignals(stop: AbortController, drop: AbortController): Disposable {
   const signals: Deno.Signal[] = Deno.build.os === "windows"
@@ -1591,9 +1530,8 @@ function whyNotStarted(error: unknown, { hostname, port }: CommandLine) {
 }
 
 /**
- * If main.ts lacks a permission, or parallel mode the unstable flag, one
- * line that names what it cannot do and the one command that has all it
- * needs: read and net, and --unstable-net for parallel mode.
+ * If main.ts lacks a permission, or parallel mode the unstable flag, one line
+ * that names what it cannot do and the one command that has all it needs.
  */
 function missingPermissions(
   { hostname, port, mode }: CommandLine,
