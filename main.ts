@@ -116,10 +116,7 @@ export async function handle(
 }
 
 /** handle(), for a connection that joins the list `open` of serve() or handle(). */
-async function handleConnection(
-  conn: Connection,
-  open: OpenConnections,
-): Promise<void> {
+async function handleConnection(conn: Connection, open: OpenConnections) {
   const exchange = open.add(conn);
   let outcome: Outcome;
   try {
@@ -127,15 +124,13 @@ async function handleConnection(
   } catch (error) {
     // A stop, a stalled write or a client gone: the log says which.
     const { ended } = exchange;
-    outcome = { none: ended ? ENDED[ended] : `failed: ${describe(error)}` };
+    outcome = { none: ended ? ENDED[ended] : `failed: ${errorText(error)}` };
   }
   // The request's time, from its first byte to its answer: not the drain.
-  const startedAt = exchange.started ?? exchange.accepted;
-  const elapsedMs = Math.round(
-    (exchange.answered ?? performance.now()) - startedAt,
-  );
+  const end = exchange.answered ?? performance.now();
+  const elapsedMs = Math.round(end - (exchange.started ?? exchange.accepted));
   const what = "status" in outcome ? outcome.status : outcome.none;
-  const line = `${exchange.requestLine} ${what} (${elapsedMs} ms)`;
+  const line = `${exchange.methodAndTarget} ${what} (${elapsedMs} ms)`;
   try {
     if ("status" in outcome && outcome.unread) await drain(conn);
   } catch {
@@ -148,10 +143,7 @@ async function handleConnection(
   open.trace?.(`#${exchange.number} done: ${line}`);
 }
 
-/**
- * What answer() did: the status it sent, and whether the client may still be
- * sending (a body, or more head); or why it sent none.
- */
+/** The status answer() sent, and if the client may send more; or why none. */
 type Outcome = { status: StatusCode; unread: boolean } | { none: string };
 
 /** The routes: reads the request, answers it, and says what it did. */
@@ -160,10 +152,9 @@ async function answer(exchange: Exchange): Promise<Outcome> {
   if (head === "closed") {
     return { none: "closed by the client before a whole request" };
   }
-  const request = parseHead(head);
-  exchange.request = request;
+  const request = exchange.request = parseHead(head);
   const { open } = exchange;
-  open.trace?.(`#${exchange.number} head: ${exchange.requestLine}`);
+  open.trace?.(`#${exchange.number} head: ${exchange.methodAndTarget}`);
   const unread = head.unread || request.bodyFollows;
   if (request.error) {
     return { status: await send(exchange, request.error), unread };
@@ -206,12 +197,11 @@ function spin(ms: number): void {
 const SLICE_MS = 10;
 
 /**
- * spin() in a Worker started for it, terminated once it is done or `drop`
- * is aborted (then the promise rejects, as /sleep's delay does). Resolves
- * false if no Worker can run here. Its code is a `data:` URL, which needs
- * no read permission, so it runs however main.ts was started: from a
- * folder, a copy or a URL. It inherits this thread's permissions and uses
- * none.
+ * spin() in a Worker started for it, ended once it is done or `drop` is
+ * aborted (then the promise rejects, as /sleep's delay does); false if no
+ * Worker can run here. Its code is a `data:` URL, which needs no read
+ * permission, so it runs however main.ts was started (from a folder, a copy
+ * or a URL). It inherits this thread's permissions and uses none.
  */
 async function spinInWorker(ms: number, drop?: AbortSignal): Promise<boolean> {
   let worker: Worker;
@@ -236,11 +226,9 @@ async function spinInWorker(ms: number, drop?: AbortSignal): Promise<boolean> {
 }
 
 /** The Worker's module: spin() for the time it is sent, then say so. */
-const SPINNER = `data:text/javascript,${
-  encodeURIComponent(
-    `onmessage = ({ data }) => { (${spin})(data); postMessage(0); };`,
-  )
-}`;
+const SPINNER = "data:text/javascript," + encodeURIComponent(
+  `onmessage = ({ data }) => { (${spin})(data); postMessage(0); };`,
+);
 
 // ===========================================================================
 // 2. What serve() and handle() take: their options, the connection, the
@@ -358,10 +346,9 @@ export interface Pages {
   /** Sent, with status 404, for any other path (404.html). */
   notFound: Uint8Array;
   /**
-   * The folder the lab is read from, as a URL, if it has `lab/index.html`:
-   * `/lab` is that page, and `/lab/NAME` or `/probe/NAME` (an `.html` or
-   * `.js` file) is that file, read when asked for. Without it, `/lab`
-   * answers 404 and says why.
+   * The lab's folder, as a URL, if it has `lab/index.html`: `/lab` is that
+   * page, and `/lab/NAME` or `/probe/NAME` (`.html` or `.js`) that file,
+   * read when asked for. Without it, `/lab` answers 404 and says why.
    */
   lab?: string;
 }
@@ -388,15 +375,14 @@ export interface Pages {
 export async function loadPages(
   folder: URL = new URL("./", import.meta.url),
 ): Promise<Pages> {
+  const cannot = (file: string, why: string) =>
+    new Error(`Cannot load ${new URL(file, folder)}: ${why}`);
   const read = (file: string) =>
     readFile(new URL(file, folder)).catch((error) => {
-      throw new Error(`Cannot load ${new URL(file, folder)}: ${error.message}`);
+      throw cannot(file, error.message);
     });
   const need = async (file: string) =>
-    await read(file) ??
-      Promise.reject(
-        new Error(`Cannot load ${new URL(file, folder)}: not found`),
-      );
+    await read(file) ?? Promise.reject(cannot(file, "not found"));
   const pages = {
     hello: await need(BOOK.hello),
     notFound: await need(BOOK.notFound),
@@ -435,7 +421,7 @@ class Exchange {
   /** readHead(): the bytes of the head read so far. */
   received: Uint8Array = new Uint8Array(0);
   /** answer(): the request, once its head is read and parsed. */
-  request: Request | undefined;
+  request: RequestHead | undefined;
   /** send(): when the answer's last byte was written. */
   answered: number | undefined;
   /** end(): why it was ended early, if it was. */
@@ -450,7 +436,7 @@ class Exchange {
   ) {}
 
   /** Method and target for the log line, or `-` before they are known. */
-  get requestLine(): string {
+  get methodAndTarget(): string {
     const request = this.request;
     return request?.method ? `${request.method} ${request.target}` : "-";
   }
@@ -483,11 +469,7 @@ interface Head {
   unread: boolean;
 }
 
-/**
- * Reads up to the blank line that ends the head, or says the client closed
- * first. When the head timeout or a stop closes the connection (see
- * OpenConnections), the read fails.
- */
+/** The head, or "closed" if the client closed first; if ended early, throws. */
 async function readHead(exchange: Exchange): Promise<Head | "closed"> {
   const { conn, open } = exchange;
   const { maxHeadBytes, headTimeoutMs } = open.options;
@@ -513,12 +495,9 @@ async function readHead(exchange: Exchange): Promise<Head | "closed"> {
       length += read;
       exchange.received = buffer.subarray(0, length);
       if (end === -1) continue;
+      const bytes = buffer.subarray(0, end);
       // After the head: a body, or a second request.
-      return {
-        bytes: buffer.subarray(0, end),
-        whole: true,
-        unread: end < length,
-      };
+      return { bytes, whole: true, unread: end < length };
     }
   } finally {
     open.ready(exchange);
@@ -553,12 +532,8 @@ const ANNOUNCES_BODY =
 const KNOWN_METHODS = "GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH"
   .split(" ");
 
-/**
- * A request head as parseHead() read it: the method and target when the
- * request line is one, whether a body follows, and then either the path to
- * answer or the error status that answers it.
- */
-type Request =
+/** What parseHead() read: method, target, if a body follows, path or error. */
+type RequestHead =
   & { method?: string; target?: string; bodyFollows: boolean }
   & ({ error: ErrorStatus; path?: never } | { error?: never; path: string });
 
@@ -568,7 +543,7 @@ type Request =
  * chunked is the only transfer coding understood, so any other gets 501.
  * A head that is not `whole` (too large) gets 431, with what could be read.
  */
-function parseHead({ bytes, whole }: Head): Request {
+function parseHead({ bytes, whole }: Head): RequestHead {
   const lines = decoder.decode(bytes)
     .replace(/^\r?\n/, "") // one empty line before the request line
     .split("\n");
@@ -620,10 +595,7 @@ function validLength(values: string[]): boolean {
   return !numbers.includes(undefined) && new Set(numbers).size <= 1;
 }
 
-/**
- * 501 for a transfer coding other than chunked, 400 for chunked twice or an
- * empty list (RFC 9112 §6.1); undefined when all is well.
- */
+/** 501 for codings but chunked; 400 for two chunked or none (RFC 9112 §6.1). */
 function checkCodings(values: string[]): 400 | 501 | undefined {
   if (values.length === 0) return;
   const codings = values
@@ -647,22 +619,11 @@ function pathOf(target: string): string | undefined {
 /** The statuses sent with a short plain-text body that names them. */
 type ErrorStatus = 400 | 405 | 408 | 431 | 501 | 503 | 505;
 
-/**
- * Writes a page, or an error status with a body that names it, however
- * few bytes each write takes, and returns the status. A write that takes
- * nothing for the send timeout ends the connection.
- */
-async function send(
-  exchange: Exchange,
-  page: Page | ErrorStatus,
-): Promise<StatusCode> {
+/** Writes a page, or an error status, however few bytes each write takes. */
+async function send(exchange: Exchange, page: Page | ErrorStatus) {
   const { conn, open } = exchange;
   const { status, type, body } = typeof page === "number"
-    ? {
-      status: page,
-      type: "text/plain",
-      body: encoder.encode(`${page} ${STATUS_TEXT[page]}\n`),
-    }
+    ? textPage(page, `${page} ${STATUS_TEXT[page]}\n`)
     : page;
   const bytes = encodeResponse(exchange, status, type, body);
   for (let written = 0; written < bytes.length;) {
@@ -675,10 +636,8 @@ async function send(
 }
 
 /**
- * A whole response in one buffer: the head, whose Server-Timing says how
- * long the connection sat idle before its first byte and how long the
- * request has taken since, then the body, but never for HEAD (RFC 9110
- * §9.3.2), whatever the status.
+ * A whole response in one buffer: the head, with Server-Timing's idle and
+ * handle times, then the body, but never for HEAD (RFC 9110 §9.3.2).
  */
 function encodeResponse(
   { accepted, started = accepted, received, open }: Exchange,
@@ -703,10 +662,7 @@ function encodeResponse(
   return bytes;
 }
 
-/**
- * Whether a head, whole or not, starts with the method HEAD: read from the
- * bytes, so that a head too large (431) or too slow (408) is judged too.
- */
+/** Whether the bytes start `HEAD `: a head too large or slow is judged too. */
 function asksForHead(head: Uint8Array): boolean {
   const from = head[0] === LF ? 1 : head[0] === CR && head[1] === LF ? 2 : 0;
   return HEAD_METHOD.every((byte, i) => head[from + i] === byte);
@@ -714,13 +670,12 @@ function asksForHead(head: Uint8Array): boolean {
 const HEAD_METHOD = [..."HEAD "].map((c) => c.charCodeAt(0));
 
 /**
- * After the answer, reads and drops what the client still sends, for
- * TUNING.drainMs at most however much comes: closing with bytes unread
- * would reset the connection, and a client still sending would lose its
- * answer. The write side is closed first, so that the client sees the
- * response end (RFC 9112 §9.6). Bounded by time, not bytes, as nginx's
- * lingering close is: a client uploading more than any byte bound still
- * gets its answer, and one that sends for ever is closed all the same.
+ * After the answer, reads and drops what the client still sends: closing
+ * with bytes unread would reset the connection, and a client still sending
+ * would lose its answer. The write side is closed first, so that the client
+ * sees the response end (RFC 9112 §9.6). Bounded by time (TUNING.drainMs),
+ * not bytes, as nginx's lingering close is: a client uploading more than any
+ * byte bound still gets its answer, and one sending for ever is closed.
  */
 async function drain(conn: Connection): Promise<void> {
   await conn.closeWrite?.();
@@ -738,12 +693,7 @@ const decoder = new TextDecoder();
 // how a server ends every connection it starts, and what that costs.
 // ===========================================================================
 
-/**
- * What one serve() call keeps besides its loop: the open connections, with
- * the options for each, and the stop. On `stop` the listener closes,
- * connections still waiting for their head close, and the grace period
- * starts; at its end, or on `drop`, whatever is in flight is dropped.
- */
+/** What one serve() keeps besides its loop: its connections and its stop. */
 class Server extends DisposableStack {
   readonly mode: Mode;
   readonly maxInFlight: number;
@@ -758,29 +708,25 @@ class Server extends DisposableStack {
     this.mode = mode;
     this.maxInFlight = maxInFlight ?? DEFAULTS.maxInFlight;
     this.#listener = listener;
-    this.#log = safely(options.log ?? console.log);
+    const log = this.#log = safely(options.log ?? console.log);
     const dropping = new AbortController();
     const perConnection: HandleOptions = {
       ...rest,
-      log: quiet || trace ? () => {} : this.#log,
+      log: quiet || trace ? () => {} : log,
       drop: dropping.signal,
     };
     // Parallel mode names each worker by its number (see serveInWorkers).
     const worker = "WorkerGlobalScope" in globalThis ? self.name : "";
     const metrics = worker ? `parallel, worker;desc=${worker}` : mode;
+    const timing = `mode;desc=${metrics}, `;
     this.open = this.use(
-      new OpenConnections(perConnection, {
-        serverTiming: `mode;desc=${metrics}, `,
-        trace: trace ? this.#log : undefined,
-      }),
+      new OpenConnections(perConnection, timing, trace ? log : undefined),
     );
 
     const dropAll = (why: string) => {
       const count = this.open.size;
       if (count > 0 && !dropping.signal.aborted) {
-        this.#log(
-          `Dropping ${plural(count, "request")} still in flight ${why}`,
-        );
+        log(`Dropping ${plural(count, "request")} still in flight ${why}`);
       }
       dropping.abort();
     };
@@ -796,10 +742,7 @@ class Server extends DisposableStack {
     }));
   }
 
-  /**
-   * The listener's connections until it is closed. A failed accept is
-   * logged and tried again after a pause that doubles each time.
-   */
+  /** The listener's connections; a failed accept is retried, pausing longer. */
   async *accepted(): AsyncGenerator<Deno.Conn> {
     for (let pauseMs = 0;;) {
       try {
@@ -811,26 +754,19 @@ class Server extends DisposableStack {
         if (error instanceof Deno.errors.Interrupted) return;
         pauseMs = Math.min(Math.max(pauseMs * 2, 10), TUNING.maxAcceptPauseMs);
         const again = `trying again in ${pauseMs} ms`;
-        this.#log(`Accept failed: ${describe(error)}; ${again}`);
+        this.#log(`Accept failed: ${errorText(error)}; ${again}`);
         await delay(pauseMs);
       }
     }
   }
 }
 
-/** handle()'s options with every default filled in. */
-type Settled =
+type FilledHandleOptions =
   & HandleOptions
   & Required<Omit<HandleOptions, "log" | "stop" | "drop">>;
 
-/**
- * For handle() on its own: a list for `conn` alone, with `options` checked.
- * A mistake in them closes `conn` too, so that a detached call leaks nothing.
- */
-function newOpenConnections(
-  conn: Connection,
-  options: HandleOptions,
-): OpenConnections {
+/** For handle() alone: bad `options` close `conn` too, so nothing leaks. */
+function newOpenConnections(conn: Connection, options: HandleOptions) {
   try {
     return new OpenConnections(options);
   } catch (error) {
@@ -840,23 +776,16 @@ function newOpenConnections(
 }
 
 /**
- * The connections that handle() has open, with their options: one list,
- * and one timer for all their deadlines (the head timeout, the send
- * timeout). `stop` closes those still waiting for their head; `drop` closes
- * them all. serve() keeps one for all its connections; handle() on its own
- * keeps one for its connection. One list and one timer rather than a timer
- * and two signal listeners each, because that saves CPU and memory on every
- * connection: see docs/benchmarks.md#the-list-of-open-connections.
+ * The connections that handle() has open, serve()'s or its own one, with
+ * their options: one list, and one timer for all their deadlines (head and
+ * send timeouts), rather than a timer and two signal listeners each,
+ * because that saves CPU and memory on every connection: see
+ * docs/benchmarks.md#the-list-of-open-connections.
  */
-class OpenConnections implements Disposable {
-  /** The options of every connection it keeps, defaults filled in. */
-  readonly options: Settled;
+class OpenConnections extends DisposableStack {
+  readonly options: FilledHandleOptions;
   /** Where each connection's line goes; a log that fails loses it. */
   readonly log: (line: string) => void;
-  /** The metrics before `idle` and `handle` in Server-Timing. */
-  readonly serverTiming: string;
-  /** With serve()'s `trace`: logs each connection by number. */
-  readonly trace: ((line: string) => void) | undefined;
   /**
    * An array where one leaving moves the last into its place, not a Set,
    * because a Set kept them alive long enough for V8 to promote them: see
@@ -870,40 +799,34 @@ class OpenConnections implements Disposable {
   #wake = () => {};
   #timer: ReturnType<typeof setTimeout> | undefined;
   #timerAt = Infinity;
-  readonly #cleanup = new DisposableStack();
 
-  /** Keeps connections with `options`, which it checks. */
   constructor(
     options: HandleOptions,
-    { serverTiming = "", trace }: {
-      serverTiming?: string;
-      trace?: (line: string) => void;
-    } = {},
+    /** The metrics before `idle` and `handle` in Server-Timing. */
+    readonly serverTiming = "",
+    /** With serve()'s `trace`: logs each connection by number. */
+    readonly trace?: (line: string) => void,
   ) {
+    super();
     checkOptions(options, "handle");
-    const settled: HandleOptions & Record<string, unknown> = { ...options };
+    const filled: HandleOptions & Record<string, unknown> = { ...options };
     for (const [name, option] of Object.entries(OPTIONS)) {
-      if (option.for === "handle") settled[name] ??= option.default;
+      if (option.for === "handle") filled[name] ??= option.default;
     }
-    this.options = settled as Settled;
+    this.options = filled as FilledHandleOptions;
     this.log = safely(options.log ?? console.log);
-    this.serverTiming = serverTiming;
-    this.trace = trace;
-    this.#cleanup.use(
-      onAbort(options.stop, () => this.#end("head", "shutdown")),
-    );
-    this.#cleanup.use(onAbort(options.drop, () => this.#end("any", "dropped")));
+    this.use(onAbort(options.stop, () => this.#end("head", "shutdown")));
+    this.use(onAbort(options.drop, () => this.#end("any", "dropped")));
+    this.defer(() => clearTimeout(this.#timer));
   }
 
-  /** How many connections it has open. */
   get size(): number {
     return this.#open.length;
   }
 
   /** Keeps `conn` until remove(), unless already stopped. */
   add(conn: Connection): Exchange {
-    const index = this.#open.length;
-    const exchange = new Exchange(conn, this, ++this.#count, index);
+    const exchange = new Exchange(conn, this, ++this.#count, this.#open.length);
     this.trace?.(`#${exchange.number} accepted`);
     this.#open.push(exchange);
     this.#waiting.push(undefined);
@@ -914,7 +837,6 @@ class OpenConnections implements Disposable {
     return exchange;
   }
 
-  /** Lets `exchange` go. */
   remove({ index }: Exchange): void {
     const last = this.#open.pop()!;
     const waiting = this.#waiting.pop();
@@ -932,23 +854,19 @@ class OpenConnections implements Disposable {
     return new Promise((resolve) => this.#wake = resolve);
   }
 
-  /** Resolves once every connection is closed. */
   async allClosed(): Promise<void> {
     while (this.size > 0) await this.oneClosed();
   }
 
-  /** Notes that `exchange` waits for `what`, for `ms` at most. */
   wait({ index }: Exchange, what: "head" | "write", ms: number): void {
     this.#waiting[index] = what;
     this.#arm(this.#deadline[index] = performance.now() + ms);
   }
 
-  /** Notes that `exchange` waits for nothing. */
   ready({ index }: Exchange): void {
     this.#waiting[index] = undefined;
   }
 
-  /** Ends, for `why`, each connection that waits for `what`. */
   #end(what: "head" | "any", why: keyof typeof ENDED): void {
     // From the last, so that one leaving meanwhile moves one seen already.
     for (let i = this.#open.length - 1; i >= 0; i--) {
@@ -1015,12 +933,6 @@ class OpenConnections implements Disposable {
   }
   #slab = new Uint8Array(0);
   #used = 0;
-
-  /** Stops its timer and its listeners. */
-  [Symbol.dispose](): void {
-    clearTimeout(this.#timer);
-    this.#cleanup.dispose();
-  }
 }
 
 /** Calls `then` once `signal` is aborted (now, if it is) until disposed of. */
@@ -1036,7 +948,6 @@ function timeout(ms: number, then: () => void): Disposable {
   return { [Symbol.dispose]: () => clearTimeout(timer) };
 }
 
-/** Closes `resource`, which may already be closed. */
 function closeQuietly(resource: { close(): void }): void {
   try {
     resource.close();
@@ -1057,12 +968,11 @@ const safely = (log: (line: string) => void) => (line: string) => {
   }
 };
 
-/** `1 request`, `2 requests`. */
 const plural = (count: number, noun: string) =>
   `${count} ${noun}${count === 1 ? "" : "s"}`;
 
 /** An error in a line: the message for the system's, the stack for a bug. */
-function describe(error: unknown): string {
+function errorText(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   const expected = "code" in error ||
     Object.values(Deno.errors).some((kind) => error instanceof kind);
@@ -1081,21 +991,16 @@ const BOOK = { hello: "hello.html", notFound: "404.html" } as const;
 /** The paths answered with hello.html; any other is the lab's, or 404.html. */
 const HELLO_PATHS = ["/", "/sleep", "/block", "/block-sliced", "/block-worker"];
 
-/**
- * The lab, by one rule: `/lab` is LAB_PAGE, and a path that LAB_FILE
- * matches is that file, read when asked for, so the lab grows without a
- * change here. Its folders are the lab's and the probe's, whose verdict
- * module the lab imports.
- */
+/** The lab, by one rule (see Pages.lab): it grows without a change here. */
 const LAB_PAGE = "lab/index.html";
-const LAB_FOLDERS = ["lab", "probe"];
+const LAB_FOLDERS = ["lab", "probe"]; // the lab imports the probe's verdict
 const LAB_FILE = new RegExp(
   `^/((?:${LAB_FOLDERS.join("|")})/[\\w-]+\\.(html|js))$`,
 );
 const HTML = "text/html";
 
 /** What main.ts reads: the book's pages, and the lab's folders. */
-const PAGE_FILES = [...Object.values(BOOK), ...LAB_FOLDERS];
+const READ_PATHS = [...Object.values(BOOK), ...LAB_FOLDERS];
 
 /** Sent for `/lab` where there is no lab: a 404 that says why. */
 const NO_LAB =
@@ -1107,6 +1012,9 @@ interface Page {
   type: string;
   body: Uint8Array;
 }
+function textPage(status: StatusCode, text: string): Page {
+  return { status, type: "text/plain", body: encoder.encode(text) };
+}
 
 /** The page for `path`: hello.html, a file of the lab, or a 404. */
 async function pageFor(
@@ -1117,18 +1025,13 @@ async function pageFor(
   if (HELLO_PATHS.includes(path)) {
     return { status: 200, type: HTML, body: pages.hello };
   }
-  if (path === "/lab" && !pages.lab) {
-    return { status: 404, type: "text/plain", body: encoder.encode(NO_LAB) };
-  }
+  if (path === "/lab" && !pages.lab) return textPage(404, NO_LAB);
   const file = path === "/lab" ? LAB_PAGE : LAB_FILE.exec(path)?.[1];
   const body = file && pages.lab &&
     await readFile(new URL(file, pages.lab), drop);
   if (!body) return { status: 404, type: HTML, body: pages.notFound };
-  return {
-    status: 200,
-    type: file!.endsWith(".js") ? "text/javascript" : HTML,
-    body,
-  };
+  const type = file!.endsWith(".js") ? "text/javascript" : HTML;
+  return { status: 200, type, body };
 }
 
 /**
@@ -1182,11 +1085,14 @@ const OPTIONS = {
   quiet: { default: false, for: "serve", help: "no line per connection" },
   trace: { default: false, for: "serve",
     help: "a line as each connection is accepted, has its head, is done" },
-} as const satisfies Record<string, Option>;
+} as const satisfies {
+  // One for each of DEFAULTS, whose type checks the default's.
+  [N in keyof typeof DEFAULTS]: Option & { default: (typeof DEFAULTS)[N] };
+};
 type OptionName = keyof typeof OPTIONS;
 
-/** The options without a default, by who takes them. */
-const UNDEFAULTED = {
+/** The options that DEFAULTS has no value for, by who takes them. */
+const NOT_IN_DEFAULTS = {
   handle: ["pages", "log", "stop", "drop"],
   serve: ["mode"],
 };
@@ -1213,32 +1119,23 @@ export const DEFAULTS: {
   readonly workers: number;
   readonly quiet: boolean;
   readonly trace: boolean;
-} = defaultsOf(OPTIONS);
-
-/** Each option's default, typed by the option: the check on DEFAULTS' type. */
-function defaultsOf<O extends Record<string, Option>>(options: O): {
-  [N in keyof O]: O[N]["default"] extends number ? number
-    : O[N]["default"] extends string ? string
-    : boolean;
-} {
-  return Object.fromEntries(
-    Object.entries(options).map(([name, option]) => [name, option.default]),
-  ) as never;
-}
+} = Object.fromEntries(
+  Object.entries(OPTIONS).map(([name, option]) => [name, option.default]),
+) as typeof DEFAULTS;
 
 /**
- * Throws unless `taker` takes every option given, each with a value it
- * accepts: at once, so that an unchecked script gets an error, not a loop
- * that never ends. No option is ignored: one that `taker` does not take is
- * an error, even where another function would take it.
+ * Throws unless `taker` takes every option given (another taker's is an
+ * error too) with a value it accepts: an error at once, not an endless loop.
  */
 function checkOptions(options: HandleOptions, taker: "handle" | "serve") {
   for (const name in options) {
     const option: Option | undefined = OPTIONS[name as OptionName];
     const owner = option?.for ??
-      (["handle", "serve"] as const).find((t) => UNDEFAULTED[t].includes(name));
+      (["handle", "serve"] as const).find((t) =>
+        NOT_IN_DEFAULTS[t].includes(name)
+      );
     if (owner === undefined) {
-      const known = [...Object.keys(OPTIONS), ...UNDEFAULTED.handle];
+      const known = [...Object.keys(OPTIONS), ...NOT_IN_DEFAULTS.handle];
       const hint = didYouMean(name, known);
       throw new TypeError(`${taker}() has no option "${name}"${hint}`);
     }
@@ -1250,10 +1147,8 @@ function checkOptions(options: HandleOptions, taker: "handle" | "serve") {
     if (option && value !== undefined) checkValue(name, value, option);
   }
   const { pages, mode } = options as Partial<ServeOptions>;
-  const page = (["hello", "notFound"] as const).find((page) =>
-    !(pages?.[page] instanceof Uint8Array)
-  );
-  if (page) {
+  for (const page of ["hello", "notFound"] as const) {
+    if (pages?.[page] instanceof Uint8Array) continue;
     throw new TypeError(`pages.${page} must be a Uint8Array; see loadPages()`);
   }
   if (taker === "serve" && mode !== "serial" && mode !== "concurrent") {
@@ -1293,8 +1188,7 @@ const quote = (value: unknown) =>
  * Runs serve() in concurrent mode in `options.workers` Workers: threads with
  * an event loop each, listening on `hold`'s port with SO_REUSEPORT, so that
  * the kernel gives each new connection to one of them. `hold` keeps the
- * port until they all listen. A worker that fails ends them all (a bug).
- * Resolves with the exit code once they have stopped.
+ * port until they all listen; a worker that fails ends them all (a bug).
  */
 async function serveInWorkers(
   hold: Deno.TcpListener,
@@ -1304,7 +1198,7 @@ async function serveInWorkers(
 ): Promise<number> {
   const failed = Promise.withResolvers<string>();
   const workers = Array.from({ length: options.workers }, (_, i) => {
-    // Its name is its number, which serve() puts in Server-Timing.
+    // Its name is its number, which Server-Timing and the log show.
     const name = String(i + 1);
     const worker = new Worker(import.meta.url, { type: "module", name });
     const said = {
@@ -1316,10 +1210,9 @@ async function serveInWorkers(
       (said[data as keyof typeof said] ?? failed).resolve(data);
     worker.onerror = (event) => {
       event.preventDefault(); // end this worker, not the process
-      failed.resolve(`Worker ${i + 1} failed: ${event.message}`);
+      failed.resolve(`Worker ${name} failed: ${event.message}`);
     };
-    const start = { worker: i + 1, options, port: hold.addr.port, pages };
-    worker.postMessage({ start });
+    worker.postMessage({ start: { options, port: hold.addr.port, pages } });
     return { worker, ...said };
   });
   const tell = (message: object) =>
@@ -1348,13 +1241,13 @@ function serveInWorker(): void {
   parent.onmessage = async ({ data }) => {
     if ("stop" in data) return stop.abort();
     if ("drop" in data) return drop.abort(data.drop);
-    const { worker, options, port, pages } = data.start;
+    const { options, port, pages } = data.start;
     const { hostname } = options;
     let listener;
     try {
       listener = Deno.listen({ hostname, port, reusePort: true });
     } catch (error) {
-      const why = `a second listener on ${port}: ${describe(error)}`;
+      const why = `a second listener on ${port}: ${errorText(error)}`;
       return parent.postMessage(
         `Parallel mode needs SO_REUSEPORT, which Deno sets on Linux only (${why})`,
       );
@@ -1363,19 +1256,12 @@ function serveInWorker(): void {
     await serve(listener, {
       ...libraryOptions(options),
       ...{ mode: "concurrent", pages },
-      log: (line) => log(`worker ${worker}: ${line}`),
+      log: (line) => log(`worker ${self.name}: ${line}`),
       ...{ stop: stop.signal, drop: drop.signal },
     });
     parent.postMessage("stopped");
   };
 }
-
-/**
- * Whether Deno.listen's reusePort works here. Deno.listenDatagram is there
- * only with the unstable network APIs on, as reusePort needs: without
- * them, asking for it ends the process.
- */
-const canReusePort = () => "listenDatagram" in Deno;
 
 // ===========================================================================
 // 7. The command line: flags, --help, start-up errors and signals. Skip it
@@ -1395,9 +1281,8 @@ function libraryOptions(options: CommandLine) {
 }
 
 /**
- * `; did you mean sleep-ms?` (with `prefix` before the name) for a name a
- * few edits from one of `names`, or the start of only one (`sleep`);
- * otherwise nothing. For a mistyped flag or option.
+ * `; did you mean sleep-ms?` (`prefix` before the name) for a name a few
+ * edits from one of `names`, or the start of only one (`sleep`); else "".
  */
 function didYouMean(typed: string, names: string[], prefix = ""): string {
   const edits = (name: string) => levenshteinDistance(typed, name);
@@ -1416,19 +1301,15 @@ const MODES = ["serial", "concurrent", "parallel"] as const;
 const USAGE = `Usage: main.ts [${MODES.join("|")}] [options]`;
 
 /** `--help`, its option lines made from OPTIONS. */
-function help(): string {
-  const lines = Object.entries(OPTIONS).map(
-    ([name, option]: [string, Option]) => {
-      const { default: byDefault, help } = option;
-      const value =
-        { number: " N", string: " H" }[typeof byDefault as "number"];
-      const flag = `--${flagOf(name)}${value ?? ""}`.padEnd(19);
-      if (!value) return `  ${flag}  ${help}`;
-      return `  ${flag}  ${help} (default${
-        byDefault === Infinity ? ": no limit" : ` ${byDefault}`
-      })`;
-    },
-  );
+function helpText(): string {
+  const line = (flag: string, help: string) => `  ${flag.padEnd(19)}  ${help}`;
+  const lines = Object.entries(OPTIONS).map(([name, option]) => {
+    const { default: value, help }: Option = option;
+    if (typeof value === "boolean") return line(`--${flagOf(name)}`, help);
+    const flag = `--${flagOf(name)} ${typeof value === "number" ? "N" : "H"}`;
+    const byDefault = value === Infinity ? ": no limit" : ` ${value}`;
+    return line(flag, `${help} (default${byDefault})`);
+  });
   return `${USAGE}
 
 Serves hello.html and 404.html, a slow /sleep, a CPU-bound /block, its cures
@@ -1450,10 +1331,8 @@ Examples:
 }
 
 /**
- * Parses main.ts's command line, the arguments after `main.ts`; what it
- * leaves out comes from DEFAULTS. Throws a TypeError for an unknown
- * argument, a value missing or not a number, or choices that contradict
- * each other, and a RangeError for a number out of range.
+ * Parses the arguments after `main.ts`. Throws a TypeError for what is
+ * unknown, missing, not a number or contradictory; a RangeError out of range.
  */
 function parseCommandLine(args: readonly string[]): CommandLine {
   const names = Object.keys(OPTIONS) as OptionName[];
@@ -1462,16 +1341,17 @@ function parseCommandLine(args: readonly string[]): CommandLine {
     ...names.filter((n) => OPTIONS[n].default === false),
   ];
   // parseArgs reads --quiet=no as --quiet: only true or false may follow.
-  for (
-    const [, flag, value] of args.map((a) => /^--(\w+)=(.*)$/.exec(a) ?? [])
-  ) {
+  for (const arg of args) {
+    const [, flag, value] = /^--(\w+)=(.*)$/.exec(arg) ?? [];
     if (booleans.includes(flag) && !/^(true|false)$/.test(value)) {
       throw new TypeError(`--${flag} takes no value, not "${value}"`);
     }
   }
-  const flags: Record<string, unknown> = parseArgs([...args], {
-    string: names.filter((n) => !booleans.includes(n)).map(flagOf),
+  const flags = parseArgs(args, {
     boolean: booleans,
+    // Strings, not numbers, so that a value missing or mistyped is told apart.
+    string: names.filter((n) => !booleans.includes(n)).map(flagOf),
+    default: Object.fromEntries(names.map((n) => [flagOf(n), DEFAULTS[n]])),
     alias: { h: "help" },
     unknown(arg, key) {
       if (key === undefined) return true; // a mode, checked below
@@ -1480,7 +1360,7 @@ function parseCommandLine(args: readonly string[]): CommandLine {
     },
   });
   // The same mode twice (`deno task serial serial`) is that mode.
-  const modes = [...new Set((flags._ as unknown[]).map(String))];
+  const modes = [...new Set(flags._.map(String))];
   const unknown = modes.find((m) => !(MODES as readonly string[]).includes(m));
   if (unknown) {
     const meant = MODES.find((m) => m === unknown.toLowerCase());
@@ -1495,22 +1375,24 @@ function parseCommandLine(args: readonly string[]): CommandLine {
         `chooses one, so for ${modes[1]} mode run: deno task ${task}`,
     );
   }
-  const chosen: Record<string, unknown> = { mode: modes[0] ?? "concurrent" };
-  for (const name of [...names, "help"] as OptionName[]) {
+  const mode = modes[0] ?? "concurrent";
+  const chosen: Record<string, unknown> = { mode, help: flags.help };
+  for (const name of names) {
     const flag = `--${flagOf(name)}`;
-    const given = flags[flagOf(name)];
-    if (typeof given !== "string") chosen[name] = given ?? DEFAULTS[name];
-    else if (given === "") throw new TypeError(`${flag} needs a value`);
+    const value = flags[flagOf(name)];
+    // A string was typed, but for the hostname's default; the rest are not.
+    if (typeof value !== "string") chosen[name] = value;
+    else if (value === "") throw new TypeError(`${flag} needs a value`);
     else if (name === "hostname") {
-      chosen[name] = given.replace(/^\[(.*)\]$/, "$1");
-    } else if (Number.isNaN(Number(given)) || given.trim() === "") {
-      throw new TypeError(`${flag} needs a number, not "${given}"`);
-    } else chosen[name] = checkValue(flag, Number(given), OPTIONS[name]);
+      chosen[name] = value.replace(/^\[(.*)\]$/, "$1");
+    } else if (Number.isNaN(Number(value)) || value.trim() === "") {
+      throw new TypeError(`${flag} needs a number, not "${value}"`);
+    } else chosen[name] = checkValue(flag, Number(value), OPTIONS[name]);
   }
-  if (chosen.mode === "serial" && flags["max-in-flight"] !== undefined) {
+  if (mode === "serial" && typeof flags["max-in-flight"] === "string") {
     throw new TypeError("--max-in-flight does not apply to serial mode");
   }
-  if (chosen.mode !== "parallel" && flags.workers !== undefined) {
+  if (mode !== "parallel" && typeof flags.workers === "string") {
     throw new TypeError("--workers is for parallel mode only");
   }
   return chosen as CommandLine;
@@ -1530,7 +1412,7 @@ async function main(args: readonly string[]): Promise<number> {
     return fail(`${(error as Error).message}\n${USAGE}; see --help`, 2);
   }
   if (options.help) {
-    print(help());
+    print(helpText());
     return 0;
   }
   const { mode, hostname, port, workers, graceMs } = options;
@@ -1550,7 +1432,7 @@ async function main(args: readonly string[]): Promise<number> {
   const lab = pages.lab
     ? `run the experiment at ${url}lab`
     : `${LAB_PAGE} was not found, so the lab is off`;
-  const started = `Listening on ${url} (${how}); ${lab}`;
+  const startLine = `Listening on ${url} (${how}); ${lab}`;
 
   const stop = new AbortController();
   const drop = new AbortController();
@@ -1561,18 +1443,13 @@ async function main(args: readonly string[]): Promise<number> {
     stop.signal,
     () => log(`Stopping on ${stop.signal.reason}: ${stopping} to finish`),
   );
-  const running = { pages, stop: stop.signal, drop: drop.signal };
+  const running = { pages, log, stop: stop.signal, drop: drop.signal };
   let code = 0;
   if (mode === "parallel") {
-    code = await serveInWorkers(listener, options, running, started);
+    code = await serveInWorkers(listener, options, running, startLine);
   } else {
-    print(started);
-    await serve(listener, {
-      ...libraryOptions(options),
-      ...running,
-      mode,
-      log,
-    });
+    print(startLine);
+    await serve(listener, { ...libraryOptions(options), ...running, mode });
   }
   if (drop.signal.aborted) return 130;
   if (code === 0) print("Stopped");
@@ -1599,10 +1476,8 @@ function listen(hostname: string, port: number, parallel: boolean) {
 }
 
 /**
- * Aborts `stop` on SIGINT or SIGTERM, and `drop` on a second one: the
- * requests in flight are dropped, and main() exits 130. A repeat within
- * TUNING.samePressMs is the same press, delivered twice. Disposing of the
- * result removes the listeners.
+ * Aborts `stop` on SIGINT or SIGTERM, and `drop` on a second one (main() then
+ * exits 130); a repeat within TUNING.samePressMs is one press, sent twice.
  */
 function onSignals(stop: AbortController, drop: AbortController): Disposable {
   const signals: Deno.Signal[] = Deno.build.os === "windows"
@@ -1655,9 +1530,8 @@ function whyNotStarted(error: unknown, { hostname, port }: CommandLine) {
 }
 
 /**
- * If main.ts lacks a permission, or parallel mode the unstable flag, one
- * line that names what it cannot do and the one command that has all it
- * needs: read and net, and --unstable-net for parallel mode.
+ * If main.ts lacks a permission, or parallel mode the unstable flag, one line
+ * that names what it cannot do and the one command that has all it needs.
  */
 function missingPermissions(
   { hostname, port, mode }: CommandLine,
@@ -1667,34 +1541,36 @@ function missingPermissions(
   const host = bracketed(hostname);
   const folder = import.meta.dirname; // undefined for a remote module
   // Parallel mode starts its workers from this file: it reads it too.
-  const files = PAGE_FILES.map((file) => `${folder}/${file}`);
+  const files = READ_PATHS.map((file) => `${folder}/${file}`);
   if (parallel) files.push(import.meta.filename!);
   const canRead = folder === undefined ||
     files.every((path) => granted({ name: "read", path }));
   const canListen = granted({ name: "net", host: `${host}:${port}` });
-  const canShare = !parallel || canReusePort();
+  // Deno.listenDatagram is there only with the unstable network APIs, as
+  // reusePort needs: without them, asking for it ends the process.
+  const canShare = !parallel || "listenDatagram" in Deno;
   if (canRead && canListen && canShare) return;
   const cannot = [
     canRead || (parallel ? "read the pages and main.ts" : "read the pages"),
     canListen || `listen on ${host}:${port}`,
-  ];
+  ].filter((it) => it !== true);
   const net = `--allow-net=${host}`;
+  const here = folder === Deno.cwd();
   const command = [
     "deno run",
     ...(parallel ? ["--unstable-net"] : []),
     hostname.includes(":") ? `'${net}'` : net, // zsh would glob [::1]
-    canRead ? readFlagGiven(folder) : readFlagNeeded(folder!),
-    folder === Deno.cwd() ? "main.ts" : import.meta.filename ?? import.meta.url,
+    canRead ? readFlagGiven(folder) : `--allow-read=${here ? "." : folder}`,
+    here ? "main.ts" : import.meta.filename ?? import.meta.url,
     ...args,
   ];
-  const what = cannot.filter((it) => it !== true);
   const unstable =
     "Parallel mode needs --unstable-net, for Deno.listen's reusePort";
-  const why = !canShare && what.length
-    ? `${unstable}, and permission to ${what.join(" and ")}`
-    : !canShare
-    ? unstable
-    : `No permission to ${what.join(" or ")}`;
+  const why = canShare
+    ? `No permission to ${cannot.join(" or ")}`
+    : cannot.length
+    ? `${unstable}, and permission to ${cannot.join(" and ")}`
+    : unstable;
   return `${why}; run: ${command.join(" ")}`;
 }
 
@@ -1703,13 +1579,9 @@ function readFlagGiven(folder?: string): string {
   if (folder === undefined || granted({ name: "read" })) return "--allow-read";
   if (granted({ name: "read", path: "." })) return "--allow-read=.";
   if (granted({ name: "read", path: folder })) return `--allow-read=${folder}`;
-  const files = [...PAGE_FILES, "main.ts"];
+  const files = [...READ_PATHS, "main.ts"];
   return `--allow-read=${files.map((file) => `${folder}/${file}`).join(",")}`;
 }
-
-/** The `--allow-read` flag for the pages: `.` when run from their folder. */
-const readFlagNeeded = (folder: string) =>
-  `--allow-read=${folder === Deno.cwd() ? "." : folder}`;
 
 /** Whether Deno grants `permission`; a host it cannot parse, it leaves to listen() to report. */
 function granted(permission: Deno.PermissionDescriptor): boolean {

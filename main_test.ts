@@ -2,10 +2,8 @@
  * The lesson: an accept loop that awaits each connection serves one client
  * at a time, and one that leaves handle(conn) unawaited serves them all at
  * once; work that never awaits (/block) holds both; and handle() is at work
- * as soon as it is called, since a promise is eager. The HTTP rules are in
- * http_test.ts, serve() and shutdown in serve_test.ts, the command line in
- * cli_test.ts, parallel mode in parallel_test.ts and signals in a terminal
- * in terminal_test.ts, all in tests/, with the helpers they share.
+ * as soon as it is called, since a promise is eager. The rest of main.ts's
+ * tests are in tests/, a file a subject, with the helpers they share.
  */
 
 import {
