@@ -346,9 +346,10 @@ export interface Pages {
   /** Sent, with status 404, for any other path (404.html). */
   notFound: Uint8Array;
   /**
-   * The lab's folder, as a URL, if it has `lab/index.html`: `/lab` is that
-   * page, and `/lab/NAME` or `/probe/NAME` (`.html` or `.js`) that file,
-   * read when asked for. Without it, `/lab` answers 404 and says why.
+   * Where the lab is read from (main.ts's folder, as a URL), if it has
+   * `lab/index.html`: `/lab` is that page, and `/lab/NAME` or `/probe/NAME`
+   * (`.html` or `.js`) that file, read when asked for. Without it, `/lab`
+   * answers 404 and says why.
    */
   lab?: string;
 }
