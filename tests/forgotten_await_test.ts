@@ -338,6 +338,20 @@ Deno.test("forgotten-await reports, as typescript-eslint does, promises it can t
       reported: [],
     },
   });
+  await t.step(
+    "the message names what it reports: this.#flush(), an async function called where it is written",
+    () => {
+      const source = "class Store {\n  async #flush() {}\n" +
+        "  run() {\n    this.#flush();\n  }\n}\n(async () => {})();\n";
+      const reports = Deno.lint.runPlugin(plugin, "c.ts", source);
+      assertEquals(reports.map(({ message }) => message.split(":")[0]), [
+        "this.#flush()'s promise runs on its own",
+        "This async function's promise runs on its own",
+      ]);
+      assertStringIncludes(reports[0].hint ?? "", "`await this.#flush(…)`");
+      assertStringIncludes(reports[1].hint ?? "", "`void` before it");
+    },
+  );
 });
 
 Deno.test("forgotten-await leaves alone a promise that is awaited, returned, stored, passed on, handled or marked with void", async (t) => {

@@ -601,11 +601,20 @@ function subjectOf(root: Node): string {
   return name === undefined ? "This promise" : `${name}()'s promise`;
 }
 
-/** `f` for `f(…)`, `f.call(…)` and `f.apply(…)`, `Promise.all` for it. */
+/**
+ * `f` for `f(…)`, `f.call(…)` and `f.apply(…)`, `Promise.all` and
+ * `this.save` for themselves.
+ */
 function calleeName(callee: Node): string | undefined {
   if (callee.type === "Identifier") return callee.name;
   if (callee.type !== "MemberExpression") return undefined;
   const object = unwrap(callee.object);
+  const { property } = callee;
+  if (object.type === "ThisExpression") {
+    return property.type === "PrivateIdentifier"
+      ? `this.#${property.name}`
+      : `this.${propertyName(callee)}`;
+  }
   const method = propertyName(callee);
   if (object.type !== "Identifier" || method === undefined) return undefined;
   return method === "call" || method === "apply"
