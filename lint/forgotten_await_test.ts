@@ -79,7 +79,282 @@ Deno.test("forgotten-await reports a call of an async function of the same file 
   }
 });
 
-Deno.test("forgotten-await leaves alone a promise that is awaited, returned, stored, passed on, chained or marked with void", async (t) => {
+/**
+ * Runs each case as a step: `source` must get exactly the reports whose
+ * underlined text is in `reported`, in order.
+ */
+async function expectReports(
+  t: Deno.TestContext,
+  cases: Record<string, { source: string; reported: string[] }>,
+) {
+  for (const [name, { source, reported }] of Object.entries(cases)) {
+    await t.step(name, () => {
+      const reports = Deno.lint.runPlugin(plugin, "case.ts", source);
+      assertEquals(
+        reports.map((report) => source.slice(...report.range)),
+        reported,
+        source,
+      );
+      for (const { id } of reports) assertEquals(id, RULE);
+    });
+  }
+}
+
+const SAVE = "async function save(): Promise<void> {}\n";
+
+Deno.test("forgotten-await reports a chain that leaves the rejection unhandled, and leaves alone one that handles it", async (t) => {
+  const chain = (code: string, reported: string[]) => ({
+    source: `${SAVE}${code}\n`,
+    reported,
+  });
+  await expectReports(t, {
+    ".then(f), no rejection handler": chain(
+      "save().then(() => console.log('saved'));",
+      ["save().then(() => console.log('saved'))"],
+    ),
+    ".catch(), no argument": chain("save().catch();", ["save().catch()"]),
+    ".finally(f)": chain(
+      "save().finally(() => console.log('done'));",
+      ["save().finally(() => console.log('done'))"],
+    ),
+    "a chain of .then": chain(
+      "save().then(() => 1).then((n) => console.log(n));",
+      ["save().then(() => 1).then((n) => console.log(n))"],
+    ),
+    ".then(f, null), a rejection handler that is no function": chain(
+      "save().then(() => {}, null);",
+      ["save().then(() => {}, null)"],
+    ),
+    ".catch(undefined)": chain("save().catch(undefined);", [
+      "save().catch(undefined)",
+    ]),
+    ".then(f, g), silent": chain(
+      "save().then(() => {}, (error) => console.error(error));",
+      [],
+    ),
+    ".catch(g), silent": chain(
+      "save().catch((error) => console.error(error));",
+      [],
+    ),
+    ".catch(console.error), a handler that may be a function, silent": chain(
+      "save().catch(console.error);",
+      [],
+    ),
+    ".catch(g).finally(f), silent": chain(
+      "save().catch(console.error).finally(() => console.log('done'));",
+      [],
+    ),
+  });
+  await t.step("the message says why the chain catches nothing", () => {
+    const source = `${SAVE}save().finally(() => {});\n`;
+    const [{ message, hint }] = Deno.lint.runPlugin(plugin, "c.ts", source);
+    assertStringIncludes(message, "save()'s promise runs on its own");
+    assertStringIncludes(message, "`.finally(…)` passes its errors on");
+    assertStringIncludes(hint ?? "", "`.catch(…)` after it");
+  });
+});
+
+Deno.test("forgotten-await reports an async function called where it is written", async (t) => {
+  await expectReports(t, {
+    "an async arrow": {
+      source: "(async () => {\n  await Promise.resolve();\n})();\n",
+      reported: ["(async () => {\n  await Promise.resolve();\n})()"],
+    },
+    "an async function expression": {
+      source: "(async function () {\n  await Promise.resolve();\n})();\n",
+      reported: ["(async function () {\n  await Promise.resolve();\n})()"],
+    },
+    "a function that is not async, silent": {
+      source: "(() => console.log('now'))();\n",
+      reported: [],
+    },
+    "an async generator, silent": {
+      source: "(async function* () {})();\n",
+      reported: [],
+    },
+  });
+});
+
+Deno.test("forgotten-await sees through !, as, satisfies, parentheses, an array, .call and .apply", async (t) => {
+  const wrapped = (code: string, reported: string[]) => ({
+    source: `${SAVE}${code}\n`,
+    reported,
+  });
+  await expectReports(t, {
+    "save()!": wrapped("save()!;", ["save()"]),
+    "save() as Promise<void>": wrapped("save() as Promise<void>;", ["save()"]),
+    "save() satisfies Promise<void>": wrapped(
+      "save() satisfies Promise<void>;",
+      ["save()"],
+    ),
+    "parentheses": wrapped("((save()));", ["save()"]),
+    "an array of calls as a statement": wrapped("[save(), save()!, 1];", [
+      "save()",
+      "save()",
+    ]),
+    "save.call(…)": wrapped("save.call(undefined);", ["save.call(undefined)"]),
+    "save.apply(…)": wrapped("save.apply(undefined, []);", [
+      "save.apply(undefined, [])",
+    ]),
+    "an async function assigned through as": {
+      source:
+        "const save = (async () => {}) as () => Promise<void>;\nsave();\n",
+      reported: ["save()"],
+    },
+    "an async function assigned through satisfies": {
+      source: "const save = (async () => {}) satisfies () => Promise<void>;\n" +
+        "save();\n",
+      reported: ["save()"],
+    },
+    "an array awaited through Promise.all, silent": wrapped(
+      "await Promise.all([save(), save()]);",
+      [],
+    ),
+  });
+  await t.step("an array's hint says Promise.all", () => {
+    const source = `${SAVE}[save()];\n`;
+    const [{ hint }] = Deno.lint.runPlugin(plugin, "c.ts", source);
+    assertStringIncludes(hint ?? "", "await Promise.all([…])");
+  });
+});
+
+Deno.test("forgotten-await reports a local function that returns a promise without being async", async (t) => {
+  await expectReports(t, {
+    "sleep(), which returns new Promise": {
+      source: "function sleep(ms: number) {\n" +
+        "  return new Promise((resolve) => setTimeout(resolve, ms));\n}\n" +
+        "sleep(3000);\n",
+      reported: ["sleep(3000)"],
+    },
+    "an arrow whose body is new Promise": {
+      source: "const sleep = (ms: number) =>\n" +
+        "  new Promise<void>((resolve) => setTimeout(resolve, ms));\n" +
+        "sleep(10);\n",
+      reported: ["sleep(10)"],
+    },
+    "a declared return type of Promise<…>": {
+      source: "function later(): Promise<number> {\n  return compute();\n}\n" +
+        "declare function compute(): Promise<number>;\nlater();\n",
+      reported: ["later()"],
+    },
+    "a return of another such call, in a branch": {
+      source: `${SAVE}function maybe(dirty: boolean) {\n` +
+        "  if (dirty) return save();\n  return undefined;\n}\nmaybe(true);\n",
+      reported: ["maybe(true)"],
+    },
+    "a declared return type that is no promise, silent": {
+      source: "function check(value: unknown): unknown {\n" +
+        "  return value ? Promise.resolve(value) : value;\n}\ncheck(1);\n",
+      reported: [],
+    },
+    "a function that returns no promise, silent": {
+      source: "function log(line: string) {\n  console.log(line);\n}\n" +
+        "log('x');\n",
+      reported: [],
+    },
+    "a function that calls itself, silent": {
+      source:
+        "function loop(n: number): void {\n  if (n > 0) return loop(n - 1);\n}\n" +
+        "loop(1);\n",
+      reported: [],
+    },
+  });
+});
+
+Deno.test("forgotten-await judges a call by the binding its name refers to there", async (t) => {
+  await expectReports(t, {
+    "a global that shares the name of an inner async function, silent": {
+      source: "function worker() {\n" +
+        "  const postMessage = async (line: string) => console.log(line);\n" +
+        "  return postMessage;\n}\nconsole.log(worker);\n" +
+        'postMessage("done");\n',
+      reported: [],
+    },
+    "the async function, though the name is also a parameter elsewhere": {
+      source: `${SAVE}function run(save: () => void) {\n  save();\n}\n` +
+        "run(() => {});\nsave();\n",
+      reported: ["save()"],
+    },
+    "an inner binding that is no async function, silent": {
+      source: `${SAVE}{\n  const save = () => 1;\n  save();\n}\n`,
+      reported: [],
+    },
+    "an inner async function that shadows one that is not": {
+      source: "function save() {}\nfunction flush() {\n" +
+        "  const save = async () => {};\n  save();\n}\nsave();\nflush();\n",
+      reported: ["save()"],
+    },
+    "var, hoisted out of its block to the function": {
+      source: "function run() {\n  save();\n  if (Math.random()) {\n" +
+        "    var save = async () => {};\n  }\n}\nrun();\n",
+      reported: ["save()"],
+    },
+    "a function declared in a block, seen in that block only": {
+      source: "{\n  async function save() {}\n  save();\n}\n" +
+        "function save() {}\nsave();\n",
+      reported: ["save()"],
+    },
+    "a catch clause's parameter: the call in the try block only": {
+      source: `${SAVE}try {\n  save();\n} catch (save) {\n  save();\n}\n`,
+      reported: ["save()"],
+    },
+    "a loop's variable, silent": {
+      source: `${SAVE}for (const save of [() => {}]) save();\n`,
+      reported: [],
+    },
+  });
+});
+
+Deno.test("forgotten-await reports, as typescript-eslint does, promises it can tell without types", async (t) => {
+  await expectReports(t, {
+    "a variable holding new Promise": {
+      source:
+        "const promise = new Promise<string>((resolve) => resolve('ready'));\n" +
+        "promise;\n",
+      reported: ["promise"],
+    },
+    "Promise.reject(…).catch() with no handler": {
+      source: "Promise.reject(new Error('no')).catch();\n",
+      reported: ["Promise.reject(new Error('no')).catch()"],
+    },
+    "a variable or a parameter declared Promise<…> or () => Promise<…>": {
+      source: "let pending: Promise<void> | undefined;\n" +
+        "function run(save: () => Promise<void>, log: () => void) {\n" +
+        "  save();\n  log();\n  pending?.then(() => {});\n}\n" +
+        "run(async () => {}, () => {});\n",
+      reported: ["save()", "pending?.then(() => {})"],
+    },
+    "a method of the class, called on this": {
+      source: "class Store {\n  async save() {}\n" +
+        "  #flush(): Promise<void> {\n    return Promise.resolve();\n  }\n" +
+        "  run() {\n    this.save();\n    this.#flush();\n" +
+        "    setTimeout(() => this.save(), 0);\n  }\n}\nnew Store().run();\n",
+      reported: ["this.save()", "this.#flush()"],
+    },
+    "a method of the class, called on this inside a function: another this": {
+      source: "class Store {\n  async save() {}\n  run() {\n" +
+        "    [1].forEach(function (this: Store) {\n      this.save();\n" +
+        "    });\n  }\n}\nnew Store().run();\n",
+      reported: [],
+    },
+  });
+  await t.step(
+    "the message names what it reports: this.#flush(), an async function called where it is written",
+    () => {
+      const source = "class Store {\n  async #flush() {}\n" +
+        "  run() {\n    this.#flush();\n  }\n}\n(async () => {})();\n";
+      const reports = Deno.lint.runPlugin(plugin, "c.ts", source);
+      assertEquals(reports.map(({ message }) => message.split(":")[0]), [
+        "this.#flush()'s promise runs on its own",
+        "This async function's promise runs on its own",
+      ]);
+      assertStringIncludes(reports[0].hint ?? "", "`await this.#flush(…)`");
+      assertStringIncludes(reports[1].hint ?? "", "`void` before it");
+    },
+  );
+});
+
+Deno.test("forgotten-await leaves alone a promise that is awaited, returned, stored, passed on, handled or marked with void", async (t) => {
   const cases = {
     "awaited": "await save();",
     "returned": "function later() {\n  return save();\n}",
@@ -89,13 +364,12 @@ Deno.test("forgotten-await leaves alone a promise that is awaited, returned, sto
       "const job = { saving: save() };\njob.saving = save();",
     "stored in an array": "const jobs = [save()];\njobs[1] = save();",
     "marked with void": "void save();",
-    "chained with .then": "save().then(() => console.log('saved'));",
-    "chained with .catch": "save().catch(console.error);",
-    "chained with .finally": "save().finally(() => console.log('done'));",
+    "marked with void, a chain": "void save().then(() => {});",
     "passed as an argument": "console.log(save());",
     "inside Promise.all": "await Promise.all([save(), save()]);",
     "yielded": "function* jobs() {\n  yield save();\n}",
     "the last of , whose value is kept": "const saving = (0, save());",
+    "the test of ?:, whose value decides": "const n = save() ? 1 : 2;",
   };
   for (const [name, code] of Object.entries(cases)) {
     await t.step(name, () => {
@@ -110,16 +384,19 @@ Deno.test("forgotten-await leaves alone calls that return no promise, or that it
     // An async generator is lazy, as a Rust future is: a call runs nothing.
     "an async generator": "async function* lines() {}\nlines();\n",
     "a function that is not async": "function save() {}\nsave();\n",
-    "a name also bound to a function that is not async, as a parameter":
-      "async function save() {}\nfunction run(save: () => void) {\n  save();\n}\n",
     // Cannot see: an imported function's declaration is in another file.
     "an imported function": 'import { save } from "./save.ts";\nsave();\n',
     // Cannot see: which object a method belongs to needs types.
-    "a method": "const store = { async save() {} };\nstore.save();\n",
-    // Cannot see: only the declared type says this returns a promise.
-    "a function that returns a promise without being async":
-      "function save(): Promise<void> {\n  return Promise.resolve();\n}\n" +
-      "save();\n",
+    "a method of another object":
+      "const store = { async save() {} };\nstore.save();\n",
+    // Cannot see: a parameter's value is the caller's.
+    "a parameter with no declared type":
+      "function run(save) {\n  save();\n}\nrun(async () => {});\n",
+    // Cannot see: what a wrapper returns needs its types.
+    "a wrapper's result": "const save = once(async () => {});\nsave();\n" +
+      "function once<T>(f: T): T {\n  return f;\n}\n",
+    // Cannot see: map's result is an array of promises, from its types.
+    "an array of promises from map": "[1, 2].map(async (n) => n);\n",
   };
   for (const [name, source] of Object.entries(cases)) {
     await t.step(name, () => {
