@@ -1,5 +1,5 @@
 /**
- * The lint rule in tools/forgotten_await.ts: which calls it reports, which it
+ * The lint rule in lint/forgotten_await.ts: which calls it reports, which it
  * leaves alone, what it cannot see, and `deno lint` run with it on the
  * README's exercise, small_server.ts with the serial branch's `await` deleted.
  */

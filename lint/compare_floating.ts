@@ -1,12 +1,12 @@
 /**
- * Compares the forgotten-await rule (tools/forgotten_await.ts) with
+ * Compares the forgotten-await rule (lint/forgotten_await.ts) with
  * typescript-eslint's `no-floating-promises` (default options, full types)
  * on folders of TypeScript, as docs/lint.md reports:
  *
  * ```sh
  * npm i --prefix /tmp/tseslint typescript-eslint eslint typescript
  * deno run --allow-read --allow-write=/tmp --allow-env --allow-run=node,deno \
- *   tools/compare_floating.ts --eslint=/tmp/tseslint FOLDER…
+ *   lint/compare_floating.ts --eslint=/tmp/tseslint FOLDER…
  * ```
  *
  * Each folder is one TypeScript program (its `.ts` files, Deno's types
