@@ -6,16 +6,16 @@
 import {
   axisOf,
   CURES,
-  duration,
   firstAnswer,
+  guessHeld,
   MAX_COUNT,
   MODES,
   readable,
   SLOWS,
   story,
   timeline,
-  verdictOf,
 } from "./lab_analysis.js";
+import { duration } from "./probe_verdict.js";
 
 const GAP_MS = 200;
 // Kept runs: see keep() and docs/browser.md.
@@ -409,7 +409,7 @@ async function run() {
   paragraphs($("notes"), notes);
   $("notes").hidden = notes.length === 0;
   if (guess && mode) {
-    const { held, text } = verdictOf(guess, kept);
+    const { held, text } = guessHeld(guess, kept);
     Object.assign($("verdict"), { hidden: false, textContent: text });
     $("verdict").dataset.held = held;
   }

@@ -10,6 +10,8 @@
  * @module
  */
 
+import { duration } from "./probe_verdict.js";
+
 /**
  * One request of a run, times in milliseconds from the run's start.
  *
@@ -62,17 +64,6 @@ export const TOGETHER_MS = 50;
  * this long before its request was opened ahead of time (a preconnect).
  */
 export const IDLE_MS = 50;
-
-/**
- * A duration as the page writes it: `2.0 s`, `37 ms`, `3.7 ms`.
- *
- * @param {number} ms
- */
-export function duration(ms) {
-  if (ms >= 1000) return `${(ms / 1000).toFixed(1)} s`;
-  if (ms >= 10) return `${Math.round(ms)} ms`;
-  return `${ms.toFixed(1).replace(/\.0$/, "")} ms`;
-}
 
 /** @param {string[]} names */
 function list(names) {
@@ -302,7 +293,7 @@ export function firstAnswer({ requests: [slow, first] }) {
  * @param {LabRun} run
  * @returns {{ held: "yes" | "no" | "untested", text: string }}
  */
-export function verdictOf(guess, run) {
+export function guessHeld(guess, run) {
   const [slow, first] = run.requests;
   const guessed = guess === "soon"
     ? "within a few milliseconds"

@@ -5,11 +5,11 @@
 // details), but the page still sees when it came. It draws with lab.js's
 // helpers: the same module the page runs, not a second copy.
 import { $, drawAxis, makeRow, paragraphs, params, round } from "./lab.js";
-import { duration } from "./lab_analysis.js";
 import {
+  duration,
   labelsOf,
   NOT_SLOW_MS,
-  verdictOf as probeVerdictOf,
+  verdictOf,
   waited,
 } from "./probe_verdict.js";
 
@@ -192,7 +192,7 @@ async function runProbe(address) {
         `The browser opens at most 6 connections to one server, so it sees at most ${PROBE_MAX} slow requests at once.`,
       );
     }
-    const found = probeVerdictOf({
+    const found = verdictOf({
       method: isSlow ? "slow" : "idle",
       slowPath,
       fastPath,

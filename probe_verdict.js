@@ -7,7 +7,8 @@
  * probe.ts (in a terminal) and lab.js (in the browser) measure, and both
  * read their figures with this module, so that they always agree;
  * `deno test` checks it without either (tests/probe_verdict_test.ts).
- * main.ts serves it to the lab at /probe_verdict.js.
+ * main.ts serves it to the lab at /probe_verdict.js, and it writes
+ * durations for the lab, the probe and the demo alike ({@linkcode duration}).
  *
  * How a probe measures: it sends one slow request and then a fast one, and
  * adds one more slow request at a time while the fast one is still answered
@@ -97,7 +98,8 @@
 export const NOT_SLOW_MS = 50;
 
 /**
- * A duration as the probe writes it: `2.0 s`, `37 ms`, `3.7 ms`.
+ * A duration as the probe, the lab and the demo write it: `2.0 s`, `37 ms`,
+ * `3.7 ms`.
  *
  * @param {number} ms
  * @returns {string}
@@ -105,7 +107,7 @@ export const NOT_SLOW_MS = 50;
  * @example
  * ```ts
  * import { assertEquals } from "@std/assert";
- * assertEquals(duration(1520), "1.5 s");
+ * assertEquals([duration(1520), duration(37.4), duration(3.72)], ["1.5 s", "37 ms", "3.7 ms"]);
  * ```
  */
 export function duration(ms) {

@@ -1,7 +1,8 @@
 /**
  * Requests drawn in a terminal, one bar per request from when it was sent
  * to when it was answered, on one time axis: how `deno task demo` and
- * probe.ts draw them.
+ * probe.ts draw them. Durations are written by probe_verdict.js's
+ * `duration()`, as everywhere else.
  *
  * ```
  *   /sleep |██████████████████████████████████████████████████| 1.6 s
@@ -11,6 +12,8 @@
  *
  * @module
  */
+
+import { duration } from "./probe_verdict.js";
 
 /** One request: its label and times, in milliseconds from one start. */
 export interface Timing {
@@ -26,22 +29,6 @@ export interface Timing {
 
 /** How many columns a bar may take. */
 const BAR_COLUMNS = 50;
-
-/**
- * A duration in a row: `1.6 s`, `4 ms`.
- *
- * @param ms The duration, in milliseconds.
- * @returns It, in seconds to a tenth from one second on.
- *
- * @example
- * ```ts
- * import { assertEquals } from "@std/assert";
- * assertEquals([formatMs(1550), formatMs(3.7)], ["1.6 s", "4 ms"]);
- * ```
- */
-export function formatMs(ms: number): string {
-  return ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
-}
 
 /**
  * One row: the label, a bar from when the request was sent to when it was
@@ -71,7 +58,7 @@ export function row(timing: Timing, axisMs: number, labelWidth = 7): string {
   const bar = " ".repeat(opened) + "░".repeat(from - opened) +
     "█".repeat(to - from) + " ".repeat(BAR_COLUMNS - to);
   return `  ${path.padEnd(labelWidth)}|${bar}| ${
-    formatMs(answeredMs - sentMs)
+    duration(answeredMs - sentMs)
   }`;
 }
 
@@ -90,6 +77,6 @@ export function row(timing: Timing, axisMs: number, labelWidth = 7): string {
  */
 export function axis(axisMs: number, labelWidth = 7): string {
   return `  ${" ".repeat(labelWidth)} 0 s${" ".repeat(BAR_COLUMNS - 6)}${
-    formatMs(axisMs)
+    duration(axisMs)
   }`;
 }

@@ -16,12 +16,12 @@ import {
 import {
   axisOf,
   firstAnswer,
+  guessHeld,
   type LabRequest,
   type LabRun,
   readable,
   story,
   timeline,
-  verdictOf,
 } from "../lab_analysis.js";
 
 /** A request of a run: its path, when due, sent and answered, and the server's time. */
@@ -212,7 +212,7 @@ Deno.test("axisOf() takes a round step, at most six to the span", async (t) => {
   }
 });
 
-Deno.test("verdictOf() says whether the guess held, with the run's own numbers", async (t) => {
+Deno.test("guessHeld() says whether the guess held, with the run's own numbers", async (t) => {
   const cases: [
     string,
     "soon" | "after",
@@ -277,7 +277,7 @@ Deno.test("verdictOf() says whether the guess held, with the run's own numbers",
   ];
   for (const [name, guess, run, held, text] of cases) {
     await t.step(name, () => {
-      const verdict = verdictOf(guess, run);
+      const verdict = guessHeld(guess, run);
       assertEquals(verdict.held, held);
       assertStringIncludes(verdict.text, text);
     });
