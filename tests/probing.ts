@@ -1,6 +1,8 @@
 /**
  * What the probe's tests share: probing a server and checking the
- * verdict's fields, and running probe.ts as a person does.
+ * verdict's fields, running probe.ts as a person does, and whether a
+ * program nobody here wrote may run (the test task allows it by the path
+ * that allow_programs.ts finds).
  *
  * @module
  */
@@ -60,4 +62,15 @@ export async function runProbe(args: string[]) {
   // Deno's own lines as it downloads the standard library, the first time.
   const said = decode(stderr).replace(/^.*Download.*\n/gm, "");
   return { code, stdout: decode(stdout), stderr: said };
+}
+
+/**
+ * Why a test of `program` is ignored here, or undefined if it may run: the
+ * test task allows each program that allow_programs.ts finds on PATH.
+ */
+export function missing(program: string): string | undefined {
+  const state = Deno.permissions.querySync({ name: "run", command: program });
+  return state.state === "granted"
+    ? undefined
+    : `${program} is not installed here (or not allowed to run)`;
 }
