@@ -233,6 +233,69 @@ Deno.test(
 );
 
 Deno.test(
+  "probe() reads a slow answer's end from its last byte, not from a close that comes after the next answer",
+  withDeadline(async () => {
+    // One connection at a time, to its end, except that a /sleep answer,
+    // framed by its close, is closed 20 ms after the next connection was
+    // served: as php -S's close was sometimes read after the next answer.
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const encoder = new TextEncoder();
+    const closing = new Set<ReturnType<typeof setTimeout>>();
+    /** Closes `conn` once, at the first of the times asked. */
+    const closer = (conn: Deno.Conn) => {
+      let closed = false;
+      return (ms: number) => {
+        const timer = setTimeout(() => {
+          closing.delete(timer);
+          if (!closed) conn.close();
+          closed = true;
+        }, ms);
+        closing.add(timer);
+      };
+    };
+    const serving = (async () => {
+      let slept: ((ms: number) => void) | undefined;
+      for await (const conn of listener) {
+        const buffer = new Uint8Array(4096);
+        let head = "";
+        while (!head.includes("\r\n\r\n")) {
+          const n = await conn.read(buffer).catch(() => null);
+          if (n === null) break;
+          head += new TextDecoder().decode(buffer.subarray(0, n));
+        }
+        const before = slept;
+        slept = undefined;
+        if (head.startsWith("GET /sleep ")) {
+          await delay(500);
+          await conn.write(encoder.encode("HTTP/1.1 200 OK\r\n\r\nslept"));
+          slept = closer(conn);
+          // Unless another connection comes first.
+          slept(100);
+        } else {
+          await conn.write(encoder.encode(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+          )).catch(() => {});
+          conn.close();
+        }
+        before?.(20);
+      }
+    })();
+    const found = await expectProbe(
+      `http://127.0.0.1:${listener.addr.port}/`,
+      { verdict: "serial", atOnce: 1, atLeast: false, idleHolds: true },
+      { max: 4, idleMs: 500 },
+    );
+    assertMatch(
+      found.sentence,
+      /^One at a time: .* after the \/sleep ended\.$/,
+    );
+    listener.close();
+    await serving.catch(() => {});
+    await waitFor(() => closing.size === 0, "the late closes made");
+  }),
+);
+
+Deno.test(
   "probe() finds a server that serves 2 at once and answers 503 beyond a pool of 2 that refuses",
   withDeadline(async () => {
     let inFlight = 0;
