@@ -1,7 +1,7 @@
 /**
  * small_deno_serve.ts, the lesson on `Deno.serve`, run as a reader runs it:
  * a process of its own on a free port, started by spawnServer() from
- * tests/server_process.ts. There is no mode to choose: `/sleep` does not
+ * tools/server_process.ts. There is no mode to choose: `/sleep` does not
  * hold `/`, and `/block` does.
  */
 
@@ -73,7 +73,7 @@ Deno.test({
   name:
     "small_deno_serve.ts answers / sent while /block spins only after /block",
   // The only sign that /block has started is the CPU time the server uses,
-  // which tests/server_process.ts reads from /proc (Linux).
+  // which tools/server_process.ts reads from /proc (Linux).
   ignore: Deno.build.os !== "linux",
   fn: withDeadline(async () => {
     await using server = await start(["--sleep-ms=4000"]);

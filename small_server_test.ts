@@ -2,7 +2,7 @@
  * The README's programs, run as a reader runs them: `small_server.ts`, which
  * the README shows word for word, and the script that uses `main.ts` as a
  * library. Each runs as a process of its own on a free port, started by
- * spawnServer() from tests/server_process.ts; a run that fails to start
+ * spawnServer() from tools/server_process.ts; a run that fails to start
  * runs to its end as a plain Deno.Command.
  */
 

@@ -4,11 +4,13 @@
  * connection go, the verdict on the guess, and the sentences and notes
  * under the waterfall. Pure functions of plain data, with no page: lab.js
  * draws what they return, and `deno test` checks them with no browser
- * (tests/lab_analysis_test.ts). main.ts serves this file at
- * /lab_analysis.js.
+ * (lab/analysis_test.ts). main.ts serves this file at
+ * /lab/analysis.js.
  *
  * @module
  */
+
+import { duration } from "../probe/verdict.js";
 
 /**
  * One request of a run, times in milliseconds from the run's start.
@@ -62,17 +64,6 @@ export const TOGETHER_MS = 50;
  * this long before its request was opened ahead of time (a preconnect).
  */
 export const IDLE_MS = 50;
-
-/**
- * A duration as the page writes it: `2.0 s`, `37 ms`, `3.7 ms`.
- *
- * @param {number} ms
- */
-export function duration(ms) {
-  if (ms >= 1000) return `${(ms / 1000).toFixed(1)} s`;
-  if (ms >= 10) return `${Math.round(ms)} ms`;
-  return `${ms.toFixed(1).replace(/\.0$/, "")} ms`;
-}
 
 /** @param {string[]} names */
 function list(names) {
@@ -302,7 +293,7 @@ export function firstAnswer({ requests: [slow, first] }) {
  * @param {LabRun} run
  * @returns {{ held: "yes" | "no" | "untested", text: string }}
  */
-export function verdictOf(guess, run) {
+export function guessHeld(guess, run) {
   const [slow, first] = run.requests;
   const guessed = guess === "soon"
     ? "within a few milliseconds"

@@ -1,5 +1,5 @@
 /**
- * What the lab says about a run, without a browser: lab_analysis.js is a
+ * What the lab says about a run, without a browser: analysis.js is a
  * plain module of pure functions, so these tests give it runs made here (the
  * figures of real runs, and the cases a browser shows only by chance, such as
  * a connection opened ahead of time) and check the rows it lays out, the
@@ -16,12 +16,12 @@ import {
 import {
   axisOf,
   firstAnswer,
+  guessHeld,
   type LabRequest,
   type LabRun,
   readable,
   story,
   timeline,
-  verdictOf,
 } from "./analysis.js";
 
 /** A request of a run: its path, when due, sent and answered, and the server's time. */
@@ -212,7 +212,7 @@ Deno.test("axisOf() takes a round step, at most six to the span", async (t) => {
   }
 });
 
-Deno.test("verdictOf() says whether the guess held, with the run's own numbers", async (t) => {
+Deno.test("guessHeld() says whether the guess held, with the run's own numbers", async (t) => {
   const cases: [
     string,
     "soon" | "after",
@@ -277,7 +277,7 @@ Deno.test("verdictOf() says whether the guess held, with the run's own numbers",
   ];
   for (const [name, guess, run, held, text] of cases) {
     await t.step(name, () => {
-      const verdict = verdictOf(guess, run);
+      const verdict = guessHeld(guess, run);
       assertEquals(verdict.held, held);
       assertStringIncludes(verdict.text, text);
     });

@@ -1,21 +1,21 @@
-// The experiment of lab.html, served beside it at /lab.js: runs the slow
+// The experiment of lab/index.html, served beside it at /lab/lab.js: runs the slow
 // request and the others, draws them, keeps each run and compares them.
-// What a run means is lab_analysis.js's; this file measures and draws. It
+// What a run means is analysis.js's; this file measures and draws. It
 // keeps no state of its own: the page (the DOM, localStorage) is the state.
-// lab_probe.js, the page's probe of another server, draws with its helpers.
+// lab/probe.js, the page's probe of another server, draws with its helpers.
 import {
   axisOf,
   CURES,
-  duration,
   firstAnswer,
+  guessHeld,
   MAX_COUNT,
   MODES,
   readable,
   SLOWS,
   story,
   timeline,
-  verdictOf,
 } from "./analysis.js";
+import { duration } from "../probe/verdict.js";
 
 const GAP_MS = 200;
 // Kept runs: see keep() and docs/browser.md.
@@ -185,7 +185,7 @@ export function drawAxis(ticks, holder, spanMs) {
   return percent;
 }
 
-/** Draws one row of lab_analysis.js's timeline() on `element`. */
+/** Draws one row of analysis.js's timeline() on `element`. */
 function paint(element, row, percent) {
   element.dataset.state = row.state;
   const place = (part, span) => {
@@ -409,7 +409,7 @@ async function run() {
   paragraphs($("notes"), notes);
   $("notes").hidden = notes.length === 0;
   if (guess && mode) {
-    const { held, text } = verdictOf(guess, kept);
+    const { held, text } = guessHeld(guess, kept);
     Object.assign($("verdict"), { hidden: false, textContent: text });
     $("verdict").dataset.held = held;
   }

@@ -1,16 +1,18 @@
-// The lab's probe of another server, served beside lab.html at
-// /lab_probe.js: probe.ts's steps from the browser, read by the same
-// probe_verdict.js. The server is another origin, so each fetch is
+// The lab's probe of another server, served beside lab/index.html at
+// /lab/probe.js: probe.ts's steps from the browser, read by the same
+// verdict.js, whose verdict it heads its section with (the probed
+// server's, not the lab's own mode). The server is another origin, so each fetch is
 // no-cors: its answer is opaque (no status, no headers, no Resource Timing
 // details), but the page still sees when it came. It draws with lab.js's
 // helpers: the same module the page runs, not a second copy.
 import { $, drawAxis, makeRow, paragraphs, params, round } from "./lab.js";
-import { duration } from "./analysis.js";
 import {
+  canTell,
+  duration,
+  fullAt,
+  isSlowRoute,
   labelsOf,
-  NOT_SLOW_MS,
-  verdictOf as probeVerdictOf,
-  waited,
+  verdictOf,
 } from "../probe/verdict.js";
 
 /** Chromium opens at most 6 connections to one host: 5 slow, 1 fast. */
@@ -78,28 +80,17 @@ function firstOf(promises, ms) {
   return Promise.race([...promises, late]).finally(() => clearTimeout(timer));
 }
 
-/** One step: the fast request after `loads`, decided as probe.ts does. */
+/**
+ * One step: the fast request after `loads`, waited for as probe.ts does,
+ * until it is answered, one of the loads ends, or `limitMs` has passed.
+ */
 async function probeStep(base, fastPath, loads, limitMs, t0) {
   const fast = probeSend(base, fastPath, "fast", t0);
-  const sentMs = fast.request.sentMs;
-  const inFlight = loads.filter((l) =>
-    (l.request.endedMs ?? Infinity) > sentMs
-  );
-  await firstOf([fast.done, ...inFlight.map((l) => l.done)], limitMs);
-  const ended = inFlight.map((l) => l.request.endedMs ?? Infinity)
-    .filter((ms) => ms >= sentMs);
-  const first = Math.min(...ended);
-  const answered = typeof fast.request.answeredMs === "number";
-  const step = {
-    load: inFlight.length,
-    fast: fast.request,
-    loadEndedMs: first < Infinity
-      ? first
-      : answered
-      ? null
-      : round(performance.now() - t0),
+  await firstOf([fast.done, ...loads.map((l) => l.done)], limitMs);
+  return {
+    step: { loads: loads.map((l) => l.request), fast: fast.request },
+    fast,
   };
-  return { step, fast };
 }
 
 /** Probes the server at `address` and shows what it found. */
@@ -111,6 +102,7 @@ async function runProbe(address) {
   globalThis.probeResult = undefined;
   $("probe-rows").replaceChildren();
   $("probe-waterfall").hidden = false;
+  $("probe-head").hidden = true;
   paragraphs($("probe-story"), ["Probing…"]);
   const t0 = performance.now();
   const all = [];
@@ -135,16 +127,23 @@ async function runProbe(address) {
       }
       return round(answeredMs - sentMs);
     };
-    const fastMs = await alone(fastPath, "fast", PROBE_FAST_LIMIT_MS);
+    let fastMs = await alone(fastPath, "fast", PROBE_FAST_LIMIT_MS);
     const slowMs = await alone(slowPath, "slow", 60_000);
-    const isSlow = slowMs >= NOT_SLOW_MS;
+    const isSlow = isSlowRoute(slowMs, null);
+    const spanMs = isSlow ? slowMs : PROBE_IDLE_MS;
+    if (!canTell(fastMs, spanMs)) {
+      // The first request to a server may pay for its start: once more.
+      const again = await alone(fastPath, "fast", PROBE_FAST_LIMIT_MS);
+      fastMs = Math.min(fastMs, again);
+    }
     const limitMs = isSlow ? 4 * slowMs + 10_000 : PROBE_IDLE_MS;
     const unseen = [];
     const steps = [];
     const loads = [];
     // Without a slow route, one preconnect is all the browser can hold.
     const max = isSlow ? PROBE_MAX : 1;
-    for (let load = 1; load <= max; load++) {
+    const canStep = canTell(fastMs, spanMs);
+    for (let load = 1; canStep && load <= max; load++) {
       if (loads.some((l) => l.request.endedMs != null)) break;
       loads.push(
         isSlow
@@ -161,17 +160,13 @@ async function runProbe(address) {
       );
       track(fast);
       steps.push(step);
-      if (waited(step)) break;
-      if (!isSlow) {
-        unseen.push(
-          "Without a slow route, the browser holds only one connection that sends nothing (its preconnect), so it can tell one at a time from more, no more.",
-        );
-      }
+      if (fullAt([step])) break;
     }
     await Promise.all(loads.map((l) => l.release?.() ?? l.done));
     await Promise.all(all.map((s) => s.done));
-    let idle = isSlow ? null : steps[0];
-    if (isSlow) {
+    let idle = null;
+    if (isSlow && steps.length) {
+      // The browser holds one preconnect: the verdict says what one tells.
       const quiet = track(probeIdle(base, fastPath, t0));
       // The browser says nothing when its preconnect is open: give it time.
       await new Promise((r) => setTimeout(r, 300));
@@ -187,18 +182,21 @@ async function runProbe(address) {
       await quiet.release();
       await fast.done;
     }
-    if (isSlow && steps.at(-1).load === PROBE_MAX && !waited(steps.at(-1))) {
+    if (isSlow && steps.length === PROBE_MAX && !fullAt(steps)) {
       unseen.push(
         `The browser opens at most 6 connections to one server, so it sees at most ${PROBE_MAX} slow requests at once.`,
       );
     }
-    const found = probeVerdictOf({
+    const found = verdictOf({
       method: isSlow ? "slow" : "idle",
       slowPath,
       fastPath,
-      slowMs: isSlow ? slowMs : null,
       fastMs,
+      slowMs,
+      slowStatus: null,
+      idleMs: PROBE_IDLE_MS,
       max,
+      requests: all.map((s) => s.request),
       steps,
       idle,
       unseen,
@@ -210,6 +208,16 @@ async function runProbe(address) {
       ...found,
       tookMs: Math.round(performance.now() - t0),
     };
+    const name = {
+      serial: "one at a time",
+      pool: `a pool of ${found.atOnce}`,
+      concurrent: "all at once",
+      unknown: "it could not tell",
+    }[found.verdict];
+    $("probe-head").querySelector("strong").textContent = found.verdict;
+    $("probe-head").querySelector("span").textContent =
+      ` — ${name}, for ${base.origin}`;
+    $("probe-head").hidden = false;
     paragraphs($("probe-story"), [
       found.sentence,
       ...found.meaning,

@@ -1,14 +1,18 @@
 /**
- * probe.ts against servers whose answer is known: main.ts in each mode and
+ * probe() against servers whose answer is known: main.ts in each mode and
  * with a limit, small_server.ts as written and with its serial `await`
- * deleted, `Deno.serve`, and Python's own servers, which nobody here wrote
- * (threads, and one at a time). Then what it promises a learner: it is
- * gentle with their server, it ends in bounded time, and a bad input gets
- * one line. What it makes of its figures is tested without a network in
- * probe_verdict_test.ts.
+ * deleted, small_deno_serve.ts's /block, and servers written here for what
+ * people run: one that refuses beyond two, a pool of three that idle
+ * connections fill, a lock around the slow route, a streamed slow route,
+ * every page slow, no slow route. Then what it promises a learner: it is
+ * gentle with their server and ends in bounded time. The real servers
+ * nobody here wrote are in probe_servers_test.ts, the command line in
+ * probe_cli_test.ts, and what it makes of its figures, without a network,
+ * in verdict_test.ts.
  *
- * The servers sleep 1 s, so the whole file stays quick; every verdict is
- * read from the order of answers, not from how long they took.
+ * The slow routes take 1 s or less and the probes try few at once, so the
+ * whole file stays quick; every verdict is read from the order of answers,
+ * not from how long they took.
  */
 
 import {
@@ -17,64 +21,74 @@ import {
   assertLess,
   assertMatch,
   assertRejects,
+  assertStringIncludes,
 } from "@std/assert";
-import { probe, type ProbeReport } from "./probe.ts";
+import { delay } from "@std/async";
+import { probe } from "./probe.ts";
 import { get, sendUntimed } from "../tests/testing.ts";
+import { type Expected, expectProbe } from "../tests/probing.ts";
 import {
   folder,
-  mainCommand,
   type ServerProcess,
-  spawnServer,
   startServerProcess,
 } from "../tools/server_process.ts";
 import { waitFor, withDeadline } from "../tests/waiting.ts";
 
-const probeScript = new URL("./probe.ts", import.meta.url).href;
 /** Fewer than probe.ts's default, to keep the file quick: enough to see pools of 4. */
 const MAX = 6;
 
-/** What a test expects of a server's probe. */
-type Expected = Pick<
-  ProbeReport,
-  "verdict" | "atOnce" | "atLeast" | "method" | "idleHolds"
->;
-
-/** Probes `server` and checks the verdict's fields. */
-async function expectProbe(server: ServerProcess, expected: Expected) {
-  const found = await probe(server.url, { max: MAX });
-  const { verdict, atOnce, atLeast, method, idleHolds } = found;
-  assertEquals(
-    { verdict, atOnce, atLeast, method, idleHolds },
-    expected,
-    `${found.sentence}\n${server.lines.join("\n")}`,
-  );
-  return found;
-}
-
-const serial = (method: "slow" | "idle"): Expected => ({
+const serial: Expected = {
   verdict: "serial",
   atOnce: 1,
   atLeast: false,
-  method,
+  refused: 0,
+  slowAtOnce: 1,
+  method: "slow",
   idleHolds: true,
-});
-const concurrent = (method: "slow" | "idle"): Expected => ({
+};
+const concurrent: Expected = {
   verdict: "concurrent",
   atOnce: MAX,
   atLeast: true,
-  method,
+  refused: 0,
+  slowAtOnce: MAX,
+  method: "slow",
   idleHolds: false,
-});
+};
+
+/** Probes a server process, with its log in the message of a mismatch. */
+const expectServer = (server: ServerProcess, expected: Expected, max = MAX) =>
+  expectProbe(server.url, expected, { max }, server.lines);
+
+/**
+ * Serves `handler` on a free port of this process, for as long as `use`
+ * runs, and shuts it down after.
+ */
+async function serving(
+  handler: (request: Request) => Response | Promise<Response>,
+  use: (url: string) => Promise<void>,
+) {
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    handler,
+  );
+  try {
+    await use(`http://127.0.0.1:${server.addr.port}/`);
+  } finally {
+    await server.shutdown();
+  }
+}
 
 Deno.test(
-  "probe() finds main.ts serial one at a time, held by an idle connection",
+  "probe() finds main.ts serial one at a time, held by an idle connection: the loop waits",
   withDeadline(async () => {
     await using server = await startServerProcess([
       "serial",
       "--sleep-ms=1000",
     ]);
-    const found = await expectProbe(server, serial("slow"));
+    const found = await expectServer(server, serial);
     assert(found.slowMs! >= 1000, `slowMs ${found.slowMs}`);
+    assertStringIncludes(found.meaning[0], "`void handle(conn)`");
   }),
 );
 
@@ -84,27 +98,55 @@ Deno.test(
     await using server = await startServerProcess(
       ["concurrent", "--sleep-ms=1000", "--quiet"],
     );
-    await expectProbe(server, concurrent("slow"));
+    await expectServer(server, concurrent);
   }),
 );
 
 for (const n of [2, 3, 4]) {
   Deno.test(
-    `probe() finds main.ts --max-in-flight=${n} a pool of ${n}`,
+    `probe() finds main.ts --max-in-flight=${n} a pool of ${n}, which ${n} idle connections fill`,
     withDeadline(async () => {
       await using server = await startServerProcess(
         ["concurrent", "--sleep-ms=1000", `--max-in-flight=${n}`, "--quiet"],
       );
-      await expectProbe(server, {
+      const found = await expectServer(server, {
         verdict: "pool",
         atOnce: n,
         atLeast: false,
-        method: "slow",
-        idleHolds: false,
+        refused: 0,
+        slowAtOnce: n,
+        idleHolds: true,
       });
+      // It checked with as many idle connections as the pool's size:
+      // main.ts counts open connections, so they fill it.
+      const quiet = found.requests.filter((r) => r.kind === "idle");
+      assertEquals(quiet.length, n);
     }),
   );
 }
+
+Deno.test(
+  "probe() finds small_deno_serve.ts's /block one at a time while idle connections hold nothing: handling blocks",
+  withDeadline(async () => {
+    await using server = await startServerProcess(["--sleep-ms=500"], {
+      script: new URL("../small_deno_serve.ts", import.meta.url).href,
+    });
+    const found = await expectProbe(
+      server.url,
+      {
+        ...serial,
+        idleHolds: false,
+      },
+      { slow: "/block", max: MAX },
+      server.lines,
+    );
+    assertStringIncludes(
+      found.meaning[0],
+      "A change to the loop will not help",
+    );
+    assertStringIncludes(found.meaning[0], "/block-sliced");
+  }),
+);
 
 /**
  * Starts a copy of small_server.ts, whose /sleep takes 1 s instead of 5,
@@ -150,7 +192,7 @@ Deno.test(
   "probe() finds small_server.ts serial one at a time, held by an idle connection",
   withDeadline(async () => {
     await using server = await startSmallServer("serial");
-    await expectProbe(server, serial("slow"));
+    await expectServer(server, serial);
   }),
 );
 
@@ -158,7 +200,7 @@ Deno.test(
   "probe() finds small_server.ts concurrent serving all it tried at once",
   withDeadline(async () => {
     await using server = await startSmallServer("concurrent");
-    await expectProbe(server, concurrent("slow"));
+    await expectServer(server, concurrent);
   }),
 );
 
@@ -170,59 +212,248 @@ Deno.test(
       assert(source.includes(awaited), "small_server.ts changed its await");
       return source.replace(awaited, "    handle(conn); // the loop waits");
     });
-    await expectProbe(server, concurrent("slow"));
+    await expectServer(server, concurrent);
   }),
 );
 
 Deno.test(
-  "probe() finds Deno.serve, which has no slow route, serving all at once with idle connections",
+  "probe() finds Deno.serve without a slow route unknown, and asks for one",
   withDeadline(async () => {
     await using server = await startServerProcess([], {
       script: new URL("../tools/deno_serve.ts", import.meta.url).href,
     });
-    await expectProbe(server, concurrent("idle"));
+    const found = await expectServer(server, {
+      verdict: "unknown",
+      atOnce: null,
+      method: "idle",
+      idleHolds: false,
+    });
+    assertMatch(found.sentence, /--slow=PATH\.$/);
   }),
 );
 
-/**
- * Whether python3 may run: the test task allows it by the path that
- * allow_programs.ts finds, and a machine without it ignores its tests.
- */
-const noPython =
-  Deno.permissions.querySync({ name: "run", command: "python3" }).state !==
-    "granted";
-
-/** Python's http.server with `serverClass`, on a free port. */
-function startPython(serverClass: "ThreadingHTTPServer" | "HTTPServer") {
-  const program = [
-    "import http.server as h",
-    `s = h.${serverClass}(("127.0.0.1", 0), h.SimpleHTTPRequestHandler)`,
-    `print(f"Listening on http://127.0.0.1:{s.server_port}/ (python)", flush=True)`,
-    "s.serve_forever()",
-  ].join("\n");
-  // It serves the files of the folder it runs in: the project's.
-  return spawnServer("python3", ["-c", program], { cwd: folder });
-}
-
-Deno.test({
-  name:
-    "probe() finds Python's ThreadingHTTPServer (python3 -m http.server) serving all at once",
-  ignore: noPython,
-  fn: withDeadline(async () => {
-    await using server = await startPython("ThreadingHTTPServer");
-    await expectProbe(server, concurrent("idle"));
+Deno.test(
+  "probe() reads a slow answer's end from its last byte, not from a close that comes after the next answer",
+  withDeadline(async () => {
+    // One connection at a time, to its end, except that a /sleep answer,
+    // framed by its close, is closed 20 ms after the next connection was
+    // served: as php -S's close was sometimes read after the next answer.
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const encoder = new TextEncoder();
+    const closing = new Set<ReturnType<typeof setTimeout>>();
+    /** Closes `conn` once, at the first of the times asked. */
+    const closer = (conn: Deno.Conn) => {
+      let closed = false;
+      return (ms: number) => {
+        const timer = setTimeout(() => {
+          closing.delete(timer);
+          if (!closed) conn.close();
+          closed = true;
+        }, ms);
+        closing.add(timer);
+      };
+    };
+    const serving = (async () => {
+      let slept: ((ms: number) => void) | undefined;
+      for await (const conn of listener) {
+        const buffer = new Uint8Array(4096);
+        let head = "";
+        while (!head.includes("\r\n\r\n")) {
+          const n = await conn.read(buffer).catch(() => null);
+          if (n === null) break;
+          head += new TextDecoder().decode(buffer.subarray(0, n));
+        }
+        const before = slept;
+        slept = undefined;
+        if (head.startsWith("GET /sleep ")) {
+          await delay(500);
+          await conn.write(encoder.encode("HTTP/1.1 200 OK\r\n\r\nslept"));
+          slept = closer(conn);
+          // Unless another connection comes first.
+          slept(100);
+        } else {
+          await conn.write(encoder.encode(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+          )).catch(() => {});
+          conn.close();
+        }
+        before?.(20);
+      }
+    })();
+    const found = await expectProbe(
+      `http://127.0.0.1:${listener.addr.port}/`,
+      { verdict: "serial", atOnce: 1, atLeast: false, idleHolds: true },
+      { max: 4, idleMs: 500 },
+    );
+    assertMatch(
+      found.sentence,
+      /^One at a time: .* after the \/sleep ended\.$/,
+    );
+    listener.close();
+    await serving.catch(() => {});
+    await waitFor(() => closing.size === 0, "the late closes made");
   }),
-});
+);
 
-Deno.test({
-  name:
-    "probe() finds Python's HTTPServer one at a time, held by an idle connection",
-  ignore: noPython,
-  fn: withDeadline(async () => {
-    await using server = await startPython("HTTPServer");
-    await expectProbe(server, serial("idle"));
+Deno.test(
+  "probe() finds a server that serves 2 at once and answers 503 beyond a pool of 2 that refuses",
+  withDeadline(async () => {
+    let inFlight = 0;
+    await serving(async (request) => {
+      if (inFlight >= 2) return new Response("busy", { status: 503 });
+      inFlight++;
+      try {
+        if (new URL(request.url).pathname === "/sleep") await delay(500);
+        return new Response("hi");
+      } finally {
+        inFlight--;
+      }
+    }, async (url) => {
+      const found = await expectProbe(url, {
+        verdict: "pool",
+        atOnce: 2,
+        refused: 1,
+      }, { max: 4 });
+      assertMatch(found.sentence, /refusing the rest.*refused with 503/);
+    });
   }),
-});
+);
+
+Deno.test(
+  "probe() finds a pool of 3 that serves each connection to its end filled by 3 idle connections",
+  withDeadline(async () => {
+    // Three workers, each taking a connection and serving it to its end,
+    // as a pool of threads does: an idle connection takes a worker.
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const waiting: Deno.Conn[] = [];
+    const wake: (() => void)[] = [];
+    const serveOne = async (conn: Deno.Conn) => {
+      const buffer = new Uint8Array(4096);
+      let head = "";
+      try {
+        while (!head.includes("\r\n\r\n")) {
+          const n = await conn.read(buffer);
+          if (n === null) return;
+          head += new TextDecoder().decode(buffer.subarray(0, n));
+        }
+        if (head.startsWith("GET /sleep ")) await delay(500);
+        await conn.write(new TextEncoder().encode(
+          "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+        ));
+      } catch {
+        // The probe closed it: the next connection may come.
+      } finally {
+        conn.close();
+      }
+    };
+    const worker = async () => {
+      for (;;) {
+        const conn = waiting.shift() ??
+          await new Promise<Deno.Conn | undefined>((resolve) =>
+            wake.push(() => resolve(waiting.shift()))
+          );
+        if (!conn) return;
+        await serveOne(conn);
+      }
+    };
+    const workers = [worker(), worker(), worker()];
+    const accepting = (async () => {
+      for await (const conn of listener) {
+        waiting.push(conn);
+        wake.shift()?.();
+      }
+    })();
+    const found = await expectProbe(
+      `http://127.0.0.1:${listener.addr.port}/`,
+      { verdict: "pool", atOnce: 3, idleHolds: true },
+      { max: 4, idleMs: 500 },
+    );
+    assertStringIncludes(
+      found.meaning[0],
+      "3 connections that send nothing fill it",
+    );
+    listener.close();
+    await accepting.catch(() => {});
+    while (wake.length) wake.shift()!();
+    await Promise.all(workers);
+  }),
+);
+
+Deno.test(
+  "probe() finds a lock around the slow route: all at once, the slow ones one at a time, none left queued",
+  withDeadline(async () => {
+    let lock = Promise.resolve();
+    let [started, done] = [0, 0];
+    await serving(async (request) => {
+      if (new URL(request.url).pathname !== "/sleep") return new Response("hi");
+      started++;
+      const turn = lock.then(() => delay(300));
+      lock = turn;
+      await turn;
+      done++;
+      return new Response("slept");
+    }, async (url) => {
+      const found = await expectProbe(url, {
+        verdict: "concurrent",
+        atOnce: 4,
+        slowAtOnce: 1,
+      }, { max: 4 });
+      assertStringIncludes(found.sentence, "served one at a time");
+      assertEquals(done, started, "queued /sleep left behind");
+    });
+  }),
+);
+
+Deno.test(
+  "probe() times a streamed slow route to its last byte",
+  withDeadline(async () => {
+    await serving((request) => {
+      if (new URL(request.url).pathname !== "/stream") {
+        return new Response("hi");
+      }
+      const encoder = new TextEncoder();
+      let timer: ReturnType<typeof setTimeout>;
+      return new Response(
+        new ReadableStream({
+          start(controller) {
+            controller.enqueue(encoder.encode("started\n"));
+            timer = setTimeout(() => {
+              controller.enqueue(encoder.encode("done\n"));
+              controller.close();
+            }, 500);
+          },
+          cancel: () => clearTimeout(timer),
+        }),
+      );
+    }, async (url) => {
+      const found = await expectProbe(url, {
+        verdict: "concurrent",
+        atOnce: 3,
+        method: "slow",
+      }, { slow: "/stream", max: 3 });
+      assert(found.slowMs! >= 500, `slowMs ${found.slowMs}`);
+    });
+  }),
+);
+
+Deno.test(
+  "probe() finds a server whose every page is slow unknown, within its time bound",
+  withDeadline(async () => {
+    await serving(async () => {
+      await delay(300);
+      return new Response("hi");
+    }, async (url) => {
+      const found = await expectProbe(url, { verdict: "unknown" });
+      assertMatch(
+        found.sentence,
+        /^Unknown: GET \/ took .* alone.*--fast=PATH\.$/,
+      );
+      // The fast request alone, the slow one, the fast one once more (its
+      // first time may pay for the server's start), and no more.
+      assertEquals(found.requests.map((r) => r.kind), ["fast", "slow", "fast"]);
+    });
+  }),
+);
 
 Deno.test(
   "probe() is gentle: every connection gets a whole request, and / answers as before",
@@ -272,89 +503,5 @@ Deno.test(
     listener.close();
     await accepting.catch(() => {});
     await Promise.all(held);
-  }),
-);
-
-/** Runs probe.ts as a person does, from outside the project, with net only. */
-async function runProbe(args: string[]) {
-  const { code, stdout, stderr } = await mainCommand(args, {
-    script: probeScript,
-    allowRead: "",
-  }).output();
-  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-  // Deno's own lines as it downloads the standard library, the first time.
-  const said = decode(stderr).replace(/^.*Download.*\n/gm, "");
-  return { code, stdout: decode(stdout), stderr: said };
-}
-
-Deno.test(
-  "probe.ts says what is wrong with a bad input in one line, with no stack trace, and exits non-zero",
-  withDeadline(async (t) => {
-    await using concurrentServer = await startServerProcess(
-      ["concurrent", "--quiet"],
-    );
-    // Says SSH, as an SSH server does, then closes.
-    using notHttp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const greeting = (async () => {
-      for await (const conn of notHttp) {
-        await conn.write(new TextEncoder().encode("SSH-2.0-OpenSSH_9.2\r\n"));
-        conn.close();
-      }
-    })();
-    // Resets every connection: it reads one byte and closes with the rest
-    // of the request unread, which makes the kernel send a reset.
-    using resets = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const resetting = (async () => {
-      for await (const conn of resets) {
-        await conn.read(new Uint8Array(1));
-        conn.close();
-      }
-    })();
-    const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const refused = `http://127.0.0.1:${closed.addr.port}/`;
-    closed.close();
-    const cases: [string, string[]][] = [
-      ["not a URL", ["nowhere"]],
-      ["no scheme", ["127.0.0.1:7878"]],
-      ["--max out of range", [concurrentServer.url, "--max=0"]],
-      ["not http", ["ftp://127.0.0.1/"]],
-      ["an unknown option", [concurrentServer.url, "--slowly"]],
-      ["refused", [refused]],
-      ["reset", [`http://127.0.0.1:${resets.addr.port}/`]],
-      ["not HTTP", [`http://127.0.0.1:${notHttp.addr.port}/`]],
-      ["a slow route that is not slow", [concurrentServer.url, "--slow=/"]],
-    ];
-    for (const [name, args] of cases) {
-      await t.step(name, async () => {
-        const { code, stdout, stderr } = await runProbe(args);
-        assert(code !== 0, `exit code 0; printed ${stdout}`);
-        assertMatch(stderr, /^error: [^\n]+\n$/);
-      });
-    }
-    await t.step("no scheme: the URL it meant", async () => {
-      const { stderr } = await runProbe(["127.0.0.1:7878"]);
-      assertMatch(stderr, /did you mean http:\/\/127\.0\.0\.1:7878\/\?\n$/);
-    });
-    notHttp.close();
-    resets.close();
-    await Promise.all([greeting, resetting].map((p) => p.catch(() => {})));
-  }),
-);
-
-Deno.test(
-  "probe.ts --json prints one object with the verdict's fields",
-  withDeadline(async () => {
-    await using server = await startServerProcess(
-      ["serial", "--sleep-ms=1000", "--quiet"],
-    );
-    const { code, stdout } = await runProbe([server.url, "--json", "--max=2"]);
-    assertEquals(code, 0);
-    const found = JSON.parse(stdout);
-    const { verdict, atOnce, atLeast, method, idleHolds } = found;
-    assertEquals(
-      { verdict, atOnce, atLeast, method, idleHolds },
-      serial("slow"),
-    );
-    assert(found.slowMs >= 1000, stdout);
   }),
 );

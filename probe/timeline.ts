@@ -1,7 +1,8 @@
 /**
  * Requests drawn in a terminal, one bar per request from when it was sent
  * to when it was answered, on one time axis: how `deno task demo` and
- * probe.ts draw them.
+ * probe.ts draw them. Durations are written by verdict.js's
+ * `duration()`, as everywhere else.
  *
  * ```
  *   /sleep |██████████████████████████████████████████████████| 1.6 s
@@ -11,6 +12,8 @@
  *
  * @module
  */
+
+import { duration } from "./verdict.js";
 
 /** One request: its label and times, in milliseconds from one start. */
 export interface Timing {
@@ -26,21 +29,19 @@ export interface Timing {
 
 /** How many columns a bar may take. */
 const BAR_COLUMNS = 50;
+/** A run of this many groups drawn alike, or more, is folded. */
+const FOLD_FROM = 4;
 
-/**
- * A duration in a row: `1.6 s`, `4 ms`.
- *
- * @param ms The duration, in milliseconds.
- * @returns It, in seconds to a tenth from one second on.
- *
- * @example
- * ```ts
- * import { assertEquals } from "@std/assert";
- * assertEquals([formatMs(1550), formatMs(3.7)], ["1.6 s", "4 ms"]);
- * ```
- */
-export function formatMs(ms: number): string {
-  return ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
+/** Where the bar of `timing` opens, begins and ends, in columns. */
+function columnsOf(timing: Timing, axisMs: number): [number, number, number] {
+  const { sentMs, answeredMs, openedMs = sentMs } = timing;
+  const column = (ms: number) =>
+    Math.min(BAR_COLUMNS, Math.round((ms / axisMs) * BAR_COLUMNS));
+  // A request sent at the axis's end still gets one column.
+  const from = Math.min(column(sentMs), BAR_COLUMNS - 1);
+  const opened = Math.min(column(openedMs), from);
+  const to = Math.min(Math.max(column(answeredMs), from + 1), BAR_COLUMNS);
+  return [opened, from, to];
 }
 
 /**
@@ -61,18 +62,69 @@ export function formatMs(ms: number): string {
  * ```
  */
 export function row(timing: Timing, axisMs: number, labelWidth = 7): string {
-  const { path, sentMs, answeredMs, openedMs = sentMs } = timing;
-  const column = (ms: number) =>
-    Math.min(BAR_COLUMNS, Math.round((ms / axisMs) * BAR_COLUMNS));
-  // A request sent at the axis's end still gets one column.
-  const from = Math.min(column(sentMs), BAR_COLUMNS - 1);
-  const opened = Math.min(column(openedMs), from);
-  const to = Math.min(Math.max(column(answeredMs), from + 1), BAR_COLUMNS);
+  const [opened, from, to] = columnsOf(timing, axisMs);
   const bar = " ".repeat(opened) + "░".repeat(from - opened) +
     "█".repeat(to - from) + " ".repeat(BAR_COLUMNS - to);
-  return `  ${path.padEnd(labelWidth)}|${bar}| ${
-    formatMs(answeredMs - sentMs)
+  return `  ${timing.path.padEnd(labelWidth)}|${bar}| ${
+    duration(timing.answeredMs - timing.sentMs)
   }`;
+}
+
+/**
+ * The rows of `groups` (such as a probe's steps: the requests it opened,
+ * then the fast one), with each run of four or more groups drawn alike
+ * (each bar within a column of the run's first) folded into its first and
+ * last group and one line between that names the rest.
+ *
+ * @param groups The requests, in groups, in order.
+ * @param axisMs The time at the axis's right end.
+ * @param labelWidth How wide the labels are.
+ * @returns The rows, without line ends.
+ *
+ * @example
+ * ```ts
+ * import { assertEquals } from "@std/assert";
+ * const step = (n: number) => [{ path: `/ #${n}`, sentMs: n, answeredMs: 10 }];
+ * const lines = rows([1, 2, 3, 4].map(step), 1000, 4);
+ * assertEquals(lines.length, 3);
+ * assertEquals(lines[1], "       ⋮ / #2 … / #3: 2 more drawn alike");
+ * ```
+ */
+export function rows(
+  groups: Timing[][],
+  axisMs: number,
+  labelWidth = 7,
+): string[] {
+  const columns = groups.map((group) =>
+    group.map((timing) => columnsOf(timing, axisMs))
+  );
+  const alike = (a: number, b: number) =>
+    columns[a].length === columns[b].length &&
+    columns[a].every((bar, i) =>
+      bar.every((column, j) => Math.abs(column - columns[b][i][j]) <= 1)
+    );
+  const drawn = (group: Timing[]) =>
+    group.map((timing) => row(timing, axisMs, labelWidth));
+  const lines: string[] = [];
+  for (let first = 0; first < groups.length;) {
+    let end = first + 1;
+    while (end < groups.length && alike(first, end)) end++;
+    if (end - first < FOLD_FROM) {
+      lines.push(...groups.slice(first, end).flatMap(drawn));
+    } else {
+      const [from, to] = [groups[first + 1], groups[end - 2]];
+      const names = from.map((t, i) => `${t.path} … ${to[i].path}`);
+      lines.push(
+        ...drawn(groups[first]),
+        `  ${" ".repeat(labelWidth)} ⋮ ${names.join(", ")}: ${
+          end - first - 2
+        } more drawn alike`,
+        ...drawn(groups[end - 1]),
+      );
+    }
+    first = end;
+  }
+  return lines;
 }
 
 /**
@@ -90,6 +142,6 @@ export function row(timing: Timing, axisMs: number, labelWidth = 7): string {
  */
 export function axis(axisMs: number, labelWidth = 7): string {
   return `  ${" ".repeat(labelWidth)} 0 s${" ".repeat(BAR_COLUMNS - 6)}${
-    formatMs(axisMs)
+    duration(axisMs)
   }`;
 }

@@ -1,18 +1,21 @@
 /**
- * Prints `--allow-run=` with the absolute paths of the `chromium` and the
- * `python3` that PATH finds, and `--allow-read=` with chromium's, leaving
- * out what is not there: the test task passes them on to `deno test`, and
- * the tests that need a program missing here are ignored. Allowing them by
- * name instead makes Deno print "Failed to resolve 'chromium' for
- * allow-run" before every test module on a machine without it, while an
- * absolute path is never resolved. Puppeteer reads chromium's file too: it
- * checks that it exists before running it. python3 runs servers that nobody
- * here wrote, for the probe's tests.
+ * Prints `--allow-run=` with the absolute paths of the `chromium` that PATH
+ * finds and of the servers nobody here wrote that the probe's tests run
+ * (`python3`, `php`, `nginx`, `node`), and `--allow-read=` with chromium's,
+ * leaving out what is not there: the test task passes them on to `deno
+ * test`, and the tests that need a program missing here are ignored.
+ * Allowing them by name instead makes Deno print "Failed to resolve
+ * 'chromium' for allow-run" before every test module on a machine without
+ * it, while an absolute path is never resolved. Puppeteer reads chromium's
+ * file too: it checks that it exists before running it.
  *
  * Run it with `--allow-env=PATH --allow-read`: PATH may name any folder.
  *
  * @module
  */
+
+/** The programs the tests run when they are there, besides Deno and sh. */
+const PROGRAMS = ["chromium", "python3", "php", "nginx", "node"];
 
 /**
  * Finds a program as a shell does: the first executable file called `name`
@@ -42,9 +45,11 @@ export async function findOnPath(
 
 if (import.meta.main) {
   const path = Deno.env.get("PATH") ?? "";
-  const chromium = await findOnPath("chromium", path);
-  const python = await findOnPath("python3", path);
-  const run = [chromium, python].filter((found) => found !== undefined);
+  const found = await Promise.all(
+    PROGRAMS.map((name) => findOnPath(name, path)),
+  );
+  const run = found.filter((program) => program !== undefined);
+  const chromium = found[PROGRAMS.indexOf("chromium")];
   const flags = [
     ...(run.length ? [`--allow-run=${run.join(",")}`] : []),
     ...(chromium ? [`--allow-read=${chromium}`] : []),

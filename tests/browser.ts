@@ -183,6 +183,8 @@ export interface LabTab extends AsyncDisposable {
   preconnect(): Promise<void>;
   /** Waits for the probe of `/lab?probe=URL` to end; returns `probeResult`. */
   probed(): Promise<Record<string, unknown>>;
+  /** The probe's verdict as its section heads it, once shown. */
+  probeHead(): Promise<string | null>;
   /** A screenshot of the probe's section, as it stands. */
   probeScreenshot(): Promise<Uint8Array>;
 }
@@ -427,6 +429,14 @@ async function openLab(
         (globalThis as unknown as { probeResult: Record<string, unknown> })
           .probeResult
       );
+    },
+    async probeHead() {
+      return await page.evaluate(() => {
+        const head = document.querySelector("#probe-head")!;
+        return head.hidden
+          ? null
+          : head.textContent!.replace(/\s+/g, " ").trim();
+      });
     },
     async probeScreenshot() {
       return await (await page.$("#probe"))!.screenshot();

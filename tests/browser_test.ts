@@ -3,7 +3,7 @@
  * them: headless Chromium, driven by Puppeteer, loads `/`, `/sleep` and an
  * unknown path from main.ts, two tabs at once in each mode, and runs the
  * experiment of `/lab` against a server in each mode. What the lab makes of
- * a run's figures is tested without a browser, in lab_analysis_test.ts:
+ * a run's figures is tested without a browser, in lab/analysis_test.ts:
  * these tests check what needs one, the figures themselves and the page.
  *
  * Skipped, with the reason printed, where there is no Chromium. Run with

@@ -41,7 +41,7 @@ Deno.test("findOnPath() takes the first executable file of that name, as a shell
   }
 });
 
-Deno.test("the test task allows chromium and python3 only by the paths that allow_programs.ts prints", async () => {
+Deno.test("the test task allows chromium and the probe's servers only by the paths that allow_programs.ts prints", async () => {
   const task: string = config.tasks.test.command;
   // By name only what is always there: never a name Deno may fail to resolve.
   assertEquals(task.match(/--allow-run=\S+/g), ["--allow-run=deno,sh,script"]);
@@ -53,10 +53,19 @@ Deno.test("the test task allows chromium and python3 only by the paths that allo
     stderr: "inherit",
   }).output();
   assert(success);
-  assertMatch(
-    new TextDecoder().decode(stdout),
-    /^(--allow-run=(\S+\/chromium)?,?(\S+\/python3)?( --allow-read=\2)?\n)?$/,
+  const printed = new TextDecoder().decode(stdout);
+  const flags = /^(?:--allow-run=(\S+)(?: --allow-read=(\S+))?\n)?$/.exec(
+    printed,
   );
+  assert(flags !== null, printed);
+  const [, run = "", read] = flags;
+  for (const path of run.split(",").filter(Boolean)) {
+    assertMatch(path, /^\/\S*\/(chromium|python3|php|nginx|node)$/);
+  }
+  if (read !== undefined) {
+    assertMatch(read, /\/chromium$/);
+    assert(run.split(",").includes(read), printed);
+  }
 });
 
 Deno.test(".gitignore ignores deno.lock and every scratch folder that deno.json excludes", async () => {

@@ -13,7 +13,8 @@
  * @module
  */
 
-import { axis, formatMs, row, type Timing } from "../probe/timeline.ts";
+import { duration } from "../probe/verdict.js";
+import { axis, row, type Timing } from "../probe/timeline.ts";
 import { send } from "./clients.ts";
 import { startServerProcess } from "./server_process.ts";
 
@@ -91,17 +92,17 @@ function verdict(
     return `${label}: ${waited} of ${waits.length} / waited: the kernel picks a worker per connection; which get the blocked one is luck`;
   }
   if (longest > sleepMs / 2) {
-    return `${label}: / waited up to ${formatMs(longest)} behind ${slow}`;
+    return `${label}: / waited up to ${duration(longest)} behind ${slow}`;
   }
   // A cure costs time of its own: the slices' turns, the Worker's start.
   const took = timings[0].answeredMs - timings[0].sentMs;
   const cost = slow === "/sleep"
     ? ""
-    : `; it took ${formatMs(took - sleepMs)} more than its ${
-      formatMs(sleepMs)
+    : `; it took ${duration(took - sleepMs)} more than its ${
+      duration(sleepMs)
     } of spin`;
   return `${label}: / answered in ${
-    formatMs(longest)
+    duration(longest)
   } or less while ${slow} ran${cost}`;
 }
 

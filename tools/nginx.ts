@@ -1,24 +1,38 @@
 /**
  * The benchmark's peer written in C: nginx, where it is installed
- * (`apt-get install nginx`), started for the benchmark and stopped after it.
+ * (`apt-get install nginx`), started for the benchmark and stopped after it;
+ * and, for the probe's tests, in front of another server.
  *
  * @module
  */
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** What {@linkcode startNginx} serves, and where it keeps its files. */
+export interface NginxOptions {
+  /** The folder its configuration goes in, under a temporary folder; `.bench`. */
+  folder?: string;
+  /** More of its `http` block, such as a `limit_conn_zone`. */
+  http?: string;
+  /** Its `location` blocks; hello.html for `/` unless given. */
+  locations?: string;
+}
+
 /**
- * nginx serving hello.html for `/` with one worker process, like the one
- * thread of the Deno servers, from a configuration of its own in `.bench/`.
+ * nginx serving hello.html for `/` (or `locations`) with one worker process,
+ * like the one thread of the Deno servers, from a configuration of its own
+ * in a temporary folder under `folder`.
  */
-export async function startNginx(): Promise<
-  { port: number } & AsyncDisposable
-> {
+export async function startNginx({
+  folder = ".bench",
+  http = "",
+  locations = "location = / { try_files /hello.html =404; }",
+}: NginxOptions = {}): Promise<{ port: number } & AsyncDisposable> {
   const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = probe.addr;
   probe.close();
-  await Deno.mkdir(".bench", { recursive: true });
-  const prefix = await Deno.realPath(await Deno.makeTempDir({ dir: ".bench" }));
+  await Deno.mkdir(folder, { recursive: true });
+  const prefix = await Deno.realPath(await Deno.makeTempDir({ dir: folder }));
   const root = await Deno.realPath(new URL("../", import.meta.url));
   // Started as root, nginx runs its worker as an unprivileged user, which
   // may not be allowed into this folder: run it as whoever runs the bench.
@@ -37,10 +51,11 @@ http {
   access_log off;
   types { }
   default_type "text/html; charset=utf-8";
+  ${http}
   server {
     listen 127.0.0.1:${port};
     root ${root};
-    location = / { try_files /hello.html =404; }
+    ${locations}
   }
 }
 `,

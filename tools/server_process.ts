@@ -114,6 +114,12 @@ export interface SpawnOptions {
   input?: string;
   /** "inherit" to show its stderr as it comes; "piped" (kept) by default. */
   stderr?: "piped" | "inherit";
+  /**
+   * For a program that says where it listens in its own words, such as
+   * `php -S` ("Development Server (http://127.0.0.1:8080) started"): its
+   * line as a "Listening on" line, or undefined for any other line.
+   */
+  asListening?: (line: string) => string | undefined;
 }
 
 /**
@@ -124,7 +130,8 @@ export interface SpawnOptions {
 export async function spawnServer(
   command: string,
   args: readonly string[],
-  { cwd, env, input, stderr = "piped", ...options }: SpawnOptions = {},
+  { cwd, env, input, stderr = "piped", asListening, ...options }: SpawnOptions =
+    {},
 ): Promise<ServerProcess> {
   const stdin = input === undefined ? options.stdin ?? "null" : "piped";
   const child = new Deno.Command(command, {
@@ -152,7 +159,7 @@ export async function spawnServer(
     let partial = "";
     const add = (line: string) => {
       lines.push(line.replace(/\r$/, ""));
-      const said = parseListening(line);
+      const said = parseListening(asListening?.(line) ?? line);
       if (said) listening.resolve({ ...said, line: lines.at(-1)! });
     };
     for await (
