@@ -132,7 +132,7 @@ const longer = (r) =>
  * @param {LabRequest} request
  * @param {number} index
  */
-export const labelOf = (request, index) => index ? `/ #${index}` : request.path;
+const runRowLabel = (request, index) => index ? `/ #${index}` : request.path;
 
 /**
  * A time axis that fits `spanMs`: a round step, at most six of them, and a
@@ -178,7 +178,7 @@ export function axisOf(spanMs) {
  * @returns {{ rows: Row[], spanMs: number }}
  */
 export function timeline(requests, nowMs = 0) {
-  const rows = requests.map((r, i) => rowOf(r, labelOf(r, i), nowMs));
+  const rows = requests.map((r, i) => rowOf(r, runRowLabel(r, i), nowMs));
   return { rows, spanMs: Math.max(1000, ...rows.map((row) => row.endMs)) };
 }
 
@@ -328,7 +328,7 @@ export function guessHeld(guess, run) {
  * @returns {{ sentences: string[], notes: string[] }}
  */
 export function story({ mode, requests: plain }) {
-  const requests = plain.map((r, i) => ({ ...r, label: labelOf(r, i) }));
+  const requests = plain.map((r, i) => ({ ...r, label: runRowLabel(r, i) }));
   /** @param {{ label: string }[]} rs */
   const labels = (rs) => rs.map((r) => r.label);
   const [slow, ...fast] = requests;

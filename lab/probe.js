@@ -11,7 +11,7 @@ import {
   duration,
   fullAt,
   isSlowRoute,
-  labelsOf,
+  probeRowLabels,
   verdictOf,
 } from "../probe/verdict.js";
 
@@ -247,7 +247,7 @@ function drawProbe(requests, t0) {
   const rows = $("probe-rows");
   requests.forEach((r, i) => {
     const element = rows.children[i] ??
-      makeRow(rows, labelsOf(requests)[i]);
+      makeRow(rows, probeRowLabels(requests)[i]);
     const sentMs = r.sentMs ?? end(r);
     element.dataset.state = r.answeredMs === undefined
       ? "waiting"

@@ -34,10 +34,10 @@ import {
   fullAt,
   inFlight,
   isSlowRoute,
-  labelsOf,
   NOT_SLOW_MS,
   outcomeOf,
   type ProbeRequest,
+  probeRowLabels,
   type ProbeRun,
   refused,
   verdictOf,
@@ -65,6 +65,8 @@ export interface ProbeOptions {
   max?: number;
   /** How long an idle connection may keep the fast request waiting, in ms. */
   idleMs?: number;
+  /** How long the fast request alone may take before the probe gives up, in ms. */
+  fastLimitMs?: number;
   /** Called with a line on each step, saying what the probe waits for. */
   onProgress?: (line: string) => void;
   /**
@@ -88,6 +90,7 @@ export const PROBE_DEFAULTS = {
   fast: "/",
   max: 16,
   idleMs: 2000,
+  fastLimitMs: 10_000,
 } as const;
 
 /**
@@ -162,8 +165,6 @@ export interface ProbedRequest {
   status?: number | null;
 }
 
-/** The fast request alone must be answered within this, in ms. */
-const FAST_LIMIT_MS = 10_000;
 /** The slow request alone must be answered within this, in ms. */
 const SLOW_LIMIT_MS = 60_000;
 /**
@@ -174,7 +175,11 @@ const CONNECT_LIMIT_MS = 3_000;
 /** How long a connection closed at the end may still be answered, in ms. */
 const FINISH_MS = 1_000;
 /** Options are checked against these: [least, most]. */
-const RANGES = { max: [1, 256], idleMs: [100, 60_000] } as const;
+const RANGES = {
+  max: [1, 256],
+  idleMs: [100, 60_000],
+  fastLimitMs: [100, 600_000],
+} as const;
 
 /**
  * Probes the HTTP server at `url` and says what it does with a slow
@@ -206,18 +211,17 @@ export async function probe(
   url: string | URL,
   options: ProbeOptions = {},
 ): Promise<ProbeReport> {
-  const { slow, fast, max, idleMs, onProgress, signal } = checkOptions(
-    options,
-  );
+  const { slow, fast, max, idleMs, fastLimitMs, onProgress, signal } =
+    checkOptions(options);
   const session = new Session(targetOf(url), onProgress, signal);
   try {
     const { target } = session;
     onProgress(
       `Probing ${target.url}: GET ${fast} alone, waiting for its answer (at most ${
-        duration(FAST_LIMIT_MS)
+        duration(fastLimitMs)
       })…`,
     );
-    const fastAlone = await session.alone("fast", fast, FAST_LIMIT_MS);
+    const fastAlone = await session.alone("fast", fast, fastLimitMs);
     let fastMs = fastAlone.waitMs();
     if (refused(fastAlone.request)) {
       throw new ProbeFailed(
@@ -249,7 +253,7 @@ export async function probe(
       onProgress(
         `GET ${fast} took ${duration(fastMs)}: once more, alone…`,
       );
-      const again = await session.alone("fast", fast, FAST_LIMIT_MS);
+      const again = await session.alone("fast", fast, fastLimitMs);
       fastMs = Math.min(fastMs, again.waitMs());
     }
     const run: ProbeRun = {
@@ -307,7 +311,7 @@ export async function probe(
  * ```
  */
 export function report(found: ProbeReport): string[] {
-  const labels = labelsOf(found.requests);
+  const labels = probeRowLabels(found.requests);
   // One group a step: the requests it opened, the fast one last.
   const groups: Timing[][] = [];
   let group: Timing[] = [];
@@ -399,6 +403,7 @@ function targetOf(url: string | URL): Target {
 function checkOptions(options: ProbeOptions) {
   const { slow, fast = PROBE_DEFAULTS.fast, onProgress = () => {} } = options;
   const { max = PROBE_DEFAULTS.max, idleMs = PROBE_DEFAULTS.idleMs } = options;
+  const { fastLimitMs = PROBE_DEFAULTS.fastLimitMs } = options;
   for (const [name, path] of [["slow", slow], ["fast", fast]]) {
     if (path !== undefined && !/^\/[!-~]*$/.test(path)) {
       throw new TypeError(
@@ -406,7 +411,7 @@ function checkOptions(options: ProbeOptions) {
       );
     }
   }
-  for (const [name, value] of Object.entries({ max, idleMs })) {
+  for (const [name, value] of Object.entries({ max, idleMs, fastLimitMs })) {
     const [least, most] = RANGES[name as keyof typeof RANGES];
     if (!Number.isInteger(value) || value < least || value > most) {
       throw new RangeError(
@@ -414,7 +419,8 @@ function checkOptions(options: ProbeOptions) {
       );
     }
   }
-  return { slow, fast, max, idleMs, onProgress, signal: options.signal };
+  const { signal } = options;
+  return { slow, fast, max, idleMs, fastLimitMs, onProgress, signal };
 }
 
 /**

@@ -314,7 +314,7 @@ export function outcomeOf(step) {
  * @example
  * ```ts
  * import { assertEquals } from "@std/assert";
- * const labels = labelsOf([
+ * const labels = probeRowLabels([
  *   { path: "/", kind: "fast" }, { path: "/sleep", kind: "slow" },
  *   { path: "/sleep", kind: "slow" }, { path: "/", kind: "fast" },
  *   { path: "/", kind: "idle" }, { path: "/", kind: "fast" },
@@ -322,7 +322,7 @@ export function outcomeOf(step) {
  * assertEquals(labels, ["/ alone", "/sleep alone", "/sleep #1", "/ #1", "idle→/", "/ #2"]);
  * ```
  */
-export function labelsOf(requests) {
+export function probeRowLabels(requests) {
   const load = requests.findIndex((r, i) => i > 1 && r.kind !== "fast");
   const alone = load === -1 ? requests.length : load;
   /** @type {Map<string, number>} */
@@ -529,7 +529,7 @@ function figuresOf(step) {
  * @param {ProbeRequest} request
  */
 const labelIn = (run, request) =>
-  labelsOf(run.requests)[run.requests.indexOf(request)] ?? request.path;
+  probeRowLabels(run.requests)[run.requests.indexOf(request)] ?? request.path;
 
 /**
  * "0.2 ms after" or "3 ms before": how `ms` stands against `otherMs`.
