@@ -10,10 +10,9 @@ import {
   assert,
   assertEquals,
   assertGreaterOrEqual,
-  assertLess,
   assertMatch,
 } from "@std/assert";
-import { type Connection, handle } from "./main.ts";
+import { type Connection, DEFAULTS, handle } from "./main.ts";
 import { startServerProcess } from "./tools/server_process.ts";
 import {
   get,
@@ -26,7 +25,7 @@ import {
   serveOnFreePort,
   statusPage,
 } from "./tests/testing.ts";
-import { waitFor, withDeadline } from "./tests/waiting.ts";
+import { assertWithinSet, waitFor, withDeadline } from "./tests/waiting.ts";
 
 // ---------------------------------------------------------------------------
 // handle() on an in-memory connection
@@ -153,9 +152,12 @@ Deno.test(
   "serve() in concurrent mode answers / while clients stall mid-head, and then answers each 408",
   withDeadline(async () => {
     const stalled = 100;
-    await using server = serveOnFreePort("concurrent", { headTimeoutMs: 2000 });
+    // Long enough for all of them and / to be sent before the first 408.
+    const headTimeoutMs = 2000;
+    await using server = serveOnFreePort("concurrent", { headTimeoutMs });
     const finished: string[] = [];
     const slowClients = [];
+    const started = performance.now();
     for (let i = 0; i < stalled; i++) {
       const client = await sendUntimed(server.addr, "GET / HTTP/1.1\r\nHo");
       slowClients.push(client.response.then((response) => {
@@ -167,6 +169,10 @@ Deno.test(
     assertEquals(await fast.response, OK_HELLO);
     finished.push("/");
     const responses = await Promise.all(slowClients);
+    assertWithinSet(performance.now() - started, {
+      setMs: headTimeoutMs,
+      unsetMs: DEFAULTS.headTimeoutMs,
+    }, "the 408s");
     assertEquals(finished.indexOf("/"), 0);
     for (const response of responses) {
       assertEquals(response, statusPage("408 Request Timeout"));
@@ -178,7 +184,8 @@ Deno.test(
   "serve() in serial mode is held by an idle connection only until the head timeout",
   withDeadline(async () => {
     // A browser's speculative preconnect: a connection that sends nothing.
-    await using server = serveOnFreePort("serial", { headTimeoutMs: 300 });
+    const headTimeoutMs = 300;
+    await using server = serveOnFreePort("serial", { headTimeoutMs });
     const finished: string[] = [];
     const idle = await sendUntimed(server.addr, "");
     const idleAnswer = idle.response.then((
@@ -192,7 +199,10 @@ Deno.test(
     // on its spare connection just then.
     assertEquals(await idleAnswer, "");
     assertEquals(finished, ["idle", "/"]);
-    // Held for the head timeout, not for ever; the margin is generous.
-    assertLess(performance.now() - started, 10_000);
+    // Held for the head timeout, not for ever, nor for the default's.
+    assertWithinSet(performance.now() - started, {
+      setMs: headTimeoutMs,
+      unsetMs: DEFAULTS.headTimeoutMs,
+    });
   }),
 );

@@ -8,10 +8,14 @@
 import { assert, assertEquals, assertMatch } from "@std/assert";
 import { type Address, send } from "./tools/clients.ts";
 import { folder, spawnServer } from "./tools/server_process.ts";
-import { waitFor, withDeadline } from "./tests/waiting.ts";
+import { assertWithinSet, waitFor, withDeadline } from "./tests/waiting.ts";
 
 const program = `${folder}/small_deno_serve.ts`;
 const permissions = ["--allow-net=127.0.0.1", `--allow-read=${folder}`];
+/** The sleep it takes without --sleep-ms, as its code says. */
+const defaultSleepMs = Number(
+  /"sleep-ms": ms = (\d+)/.exec(await Deno.readTextFile(program))?.[1],
+);
 
 /** Starts small_deno_serve.ts on a free port with `args`, from `/`. */
 function start(args: readonly string[]) {
@@ -55,8 +59,9 @@ async function finishingOrder(
 Deno.test(
   "small_deno_serve.ts answers / while /sleep is still sleeping",
   withDeadline(async () => {
-    // 3 s of sleep: / has all of it to be answered, however busy the machine.
-    await using server = await start(["--sleep-ms=3000"]);
+    // A second of sleep: / has all of it to be answered, however busy the
+    // machine, and the order below says whether it was.
+    await using server = await start(["--sleep-ms=1000"]);
     assertEquals(server.addr.hostname, "127.0.0.1", server.listeningLine);
     // send() resolves once connected and written: /sleep comes first.
     const sleeping = await get(server.addr, "/sleep");
@@ -76,6 +81,8 @@ Deno.test({
   // which tools/server_process.ts reads from /proc (Linux).
   ignore: Deno.build.os !== "linux",
   fn: withDeadline(async () => {
+    // 4 s: the spin is seen by the CPU time it uses, which a machine busy
+    // with other work gives it slowly.
     await using server = await start(["--sleep-ms=4000"]);
     // Once it has answered, the server is idle: the CPU it uses from now
     // on is the spin's.
@@ -100,7 +107,8 @@ Deno.test({
 Deno.test(
   "small_deno_serve.ts serves hello.html for /, /sleep and /block and 404.html with 404 elsewhere",
   withDeadline(async (t) => {
-    await using server = await start(["--sleep-ms=10"]);
+    const sleepMs = 10;
+    await using server = await start([`--sleep-ms=${sleepMs}`]);
     const [hello, notFound] = await Promise.all(
       ["hello.html", "404.html"].map((page) =>
         Deno.readTextFile(`${folder}/${page}`)
@@ -115,7 +123,13 @@ Deno.test(
     ];
     for (const { path, status, page } of cases) {
       await t.step(`${path}: ${status}`, async () => {
+        const started = performance.now();
         const answer = await (await get(server.addr, path)).response;
+        // /sleep and /block take --sleep-ms, not the default.
+        assertWithinSet(performance.now() - started, {
+          setMs: sleepMs,
+          unsetMs: defaultSleepMs,
+        });
         assert(answer.startsWith(`HTTP/1.1 ${status}\r\n`), answer);
         assert(answer.endsWith(`\r\n\r\n${page}`), answer);
       });

@@ -3,21 +3,20 @@
  * the README shows word for word, and the script that uses `main.ts` as a
  * library. Each runs as a process of its own on a free port, started by
  * spawnServer() from tools/server_process.ts; a run that fails to start
- * runs to its end as a plain Deno.Command.
+ * runs to its end as a plain Deno.Command. Where a test waits for a sleep
+ * or a timeout that is not its subject, it runs a copy with a shorter one.
  */
 
-import {
-  assert,
-  assertEquals,
-  assertLess,
-  assertMatch,
-  assertNotMatch,
-} from "@std/assert";
+import { assert, assertEquals, assertMatch, assertNotMatch } from "@std/assert";
 import { type Address, send } from "./tools/clients.ts";
+import { scratchCopy } from "./tests/scratch.ts";
 import { folder, spawnServer } from "./tools/server_process.ts";
-import { withDeadline } from "./tests/waiting.ts";
+import { assertWithinSet, withDeadline } from "./tests/waiting.ts";
 
 const readme = await Deno.readTextFile(new URL("README.md", import.meta.url));
+const source = await Deno.readTextFile(
+  new URL("small_server.ts", import.meta.url),
+);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const get = (path: string) => `GET ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`;
@@ -41,6 +40,45 @@ interface Place {
 const mayListen = "--allow-net=127.0.0.1";
 const mayRead = "--allow-read=.";
 const smallServer: Program = { file: "small_server.ts" };
+
+/** small_server.ts's waits: its code that sets each, and how long it is. */
+const waits = {
+  sleep: waitIn(/setTimeout\(resolve, (\d+)\)/),
+  head: waitIn(/deadline\(conn\.read\(buffer\), (\d+)\)/),
+};
+
+/** The first code in small_server.ts that `code` matches, and its number. */
+function waitIn(code: RegExp) {
+  const match = code.exec(source);
+  assert(match, `small_server.ts no longer has ${code}`);
+  return { code: match[0], ms: Number(match[1]) };
+}
+
+/**
+ * A copy of small_server.ts, with the pages, whose waits are `ms` instead:
+ * for the tests whose subject they are not. Removed when disposed.
+ */
+function quickCopy(ms: { sleep: number; head: number }) {
+  const edit = (text: string) =>
+    text.replace(
+      waits.sleep.code,
+      waits.sleep.code.replace(`${waits.sleep.ms}`, `${ms.sleep}`),
+    ).replace(
+      waits.head.code,
+      waits.head.code.replace(`${waits.head.ms}`, `${ms.head}`),
+    );
+  return scratchCopy(["small_server.ts", "hello.html", "404.html"], {
+    "small_server.ts": edit,
+  });
+}
+
+/** How `deno run` runs a copy from scratchCopy(): it may read only there. */
+function inCopy(copy: { folder: string }): [Program, Place] {
+  return [
+    { file: `${copy.folder}/small_server.ts` },
+    { permissions: [mayListen, `--allow-read=${copy.folder}`] },
+  ];
+}
 
 /**
  * The arguments and options of `deno` that run `program` with `args`, for
@@ -107,6 +145,9 @@ Deno.test("small_server.ts is the README's first program, word for word", async 
 Deno.test(
   "small_server.ts type-checks, and serves / after /sleep in serial mode and before it in concurrent mode",
   withDeadline(async (t) => {
+    // The order is the subject, not the sleep's length: a second will do.
+    await using copy = await quickCopy({ sleep: 1000, head: waits.head.ms });
+    const [program, place] = inCopy(copy);
     const cases = [
       // --port as a flag, in both of the forms main.ts takes.
       { mode: "serial", port: ["--port", "0"], first: "/sleep" },
@@ -116,7 +157,7 @@ Deno.test(
       await t.step(`${mode}: ${first} finishes first`, async () => {
         await using server = await spawnServer(
           "deno",
-          ...denoRun(smallServer, [mode, ...port]),
+          ...denoRun(program, [mode, ...port], place),
         );
         assertEquals(server.addr.hostname, "127.0.0.1", server.listeningLine);
         const finished: string[] = [];
@@ -246,11 +287,15 @@ Deno.test(
 );
 
 Deno.test(
-  "small_server.ts in serial mode is held by an idle connection for a few seconds, not for ever",
+  "small_server.ts in serial mode is held by an idle connection until its read deadline, not for ever",
   withDeadline(async () => {
+    // A copy that gives up sooner: the deadline is checked, not its length.
+    const head = 500;
+    await using copy = await quickCopy({ sleep: waits.sleep.ms, head });
+    const [program, place] = inCopy(copy);
     await using server = await spawnServer(
       "deno",
-      ...denoRun(smallServer, ["serial", "--port=0"]),
+      ...denoRun(program, ["serial", "--port=0"], place),
     );
     assertEquals(server.addr.hostname, "127.0.0.1", server.listeningLine);
     // A browser's preconnect: a connection that sends nothing.
@@ -260,9 +305,12 @@ Deno.test(
     // deadline fails it instead.
     const answer = await ask(server.addr, "/");
     assert(answer.startsWith("HTTP/1.1 200 OK\r\n"), answer);
-    // The program gives up on the idle connection after 3 s; the margin
-    // is for a busy machine.
-    assertLess(performance.now() - started, 10_000);
+    // The copy gives up on the idle connection at its deadline, not at the
+    // program's.
+    assertWithinSet(performance.now() - started, {
+      setMs: head,
+      unsetMs: waits.head.ms,
+    });
     // ...and it closed the idle connection rather than answering it.
     assertEquals(await idle.read(new Uint8Array(16)), null);
   }),
@@ -273,17 +321,30 @@ Deno.test(
   withDeadline(async () => {
     const script = readmeBlocks().find((block) => block.includes("./main.ts"));
     assert(script, "No block in the README imports ./main.ts");
-    // The same script on a free port, so that the test collides with nothing.
-    const source = script.replace("port: 8080", "port: 0");
-    assert(source !== script, "The script no longer listens on port 8080");
-    await using server = await spawnServer("deno", ...denoRun({ source }, []));
+    // The same script on a free port, so that the test collides with nothing,
+    // and with a sleep of a second instead of the default's five.
+    const onFreePort = script.replace("port: 8080", "port: 0");
+    assert(onFreePort !== script, "The script no longer listens on port 8080");
+    const options = '{ mode: "concurrent", pages,';
+    const edited = onFreePort.replace(options, `${options} sleepMs: 1000,`);
+    assert(
+      edited !== onFreePort,
+      `The script no longer serves with ${options}`,
+    );
+    await using server = await spawnServer(
+      "deno",
+      ...denoRun({ source: edited }, []),
+    );
     assertEquals(server.addr.hostname, "127.0.0.1", server.listeningLine);
+    let answered = false;
     const sleeping = await send(server.addr, get("/sleep"));
+    sleeping.response.then(() => answered = true, () => {});
     // A stop closes a connection still waiting for its head, so SIGINT must
     // come once /sleep is read. "/", sent after it, is accepted after it; by
     // the time "/" is answered, the /sleep handler, started at its accept on
     // a head already sent, has read it and sleeps.
     assert((await ask(server.addr, "/")).startsWith("HTTP/1.1 200 OK\r\n"));
+    assert(!answered, "/sleep was over before SIGINT came");
     server.kill("SIGINT");
     const answer = await sleeping.response;
     const { code } = await server.exited();

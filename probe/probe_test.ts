@@ -28,10 +28,10 @@ import { probe, PROBE_DEFAULTS } from "./probe.ts";
 import { get, sendUntimed } from "../tests/testing.ts";
 import { type Expected, expectProbe } from "../tests/probing.ts";
 import {
-  folder,
   type ServerProcess,
   startServerProcess,
 } from "../tools/server_process.ts";
+import { scratchCopy } from "../tests/scratch.ts";
 import { waitFor, withDeadline } from "../tests/waiting.ts";
 
 /** Fewer than probe.ts's default, to keep the file quick: enough to see pools of 4. */
@@ -156,34 +156,32 @@ async function startSmallServer(
   mode: "serial" | "concurrent",
   edit: (source: string) => string = (source) => source,
 ): Promise<ServerProcess> {
-  // .chromium/ is the one scratch folder the test task may write to.
-  await Deno.mkdir(`${folder}/.chromium`, { recursive: true });
-  const copy = await Deno.makeTempDir({ dir: `${folder}/.chromium` });
-  const remove = () => Deno.remove(copy, { recursive: true });
+  const copy = await scratchCopy(
+    ["small_server.ts", "hello.html", "404.html"],
+    {
+      "small_server.ts": (source) =>
+        edit(
+          source.replace(
+            "setTimeout(resolve, 5000)",
+            "setTimeout(resolve, 1000)",
+          ),
+        ),
+    },
+  );
   try {
-    for (const page of ["hello.html", "404.html"]) {
-      await Deno.copyFile(`${folder}/${page}`, `${copy}/${page}`);
-    }
-    const source = await Deno.readTextFile(`${folder}/small_server.ts`);
-    const quick = source.replace(
-      "setTimeout(resolve, 5000)",
-      "setTimeout(resolve, 1000)",
-    );
-    assert(quick !== source, "small_server.ts no longer sleeps 5000 ms");
-    await Deno.writeTextFile(`${copy}/small_server.ts`, edit(quick));
     const server = await startServerProcess([mode], {
-      script: new URL(`file://${copy}/small_server.ts`).href,
-      allowRead: copy,
+      script: copy.url("small_server.ts"),
+      allowRead: copy.folder,
     });
     return {
       ...server,
       async [Symbol.asyncDispose]() {
         await server[Symbol.asyncDispose]();
-        await remove();
+        await copy[Symbol.asyncDispose]();
       },
     };
   } catch (error) {
-    await remove();
+    await copy[Symbol.asyncDispose]();
     throw error;
   }
 }

@@ -7,7 +7,7 @@
 import {
   assert,
   assertEquals,
-  assertLess,
+  assertGreaterOrEqual,
   assertMatch,
   assertNotMatch,
   assertStringIncludes,
@@ -23,7 +23,7 @@ import {
   startServerProcess,
 } from "../tools/server_process.ts";
 import { hello } from "./testing.ts";
-import { waitFor, withDeadline } from "./waiting.ts";
+import { assertWithinSet, waitFor, withDeadline } from "./waiting.ts";
 
 const decoder = new TextDecoder();
 
@@ -33,9 +33,10 @@ Deno.test({
   // It stops main.ts with SIGTERM.
   ignore: noSignals,
   fn: withDeadline(async (t) => {
+    const [sleepMs, headTimeoutMs] = [300, 400];
     const flags: [string, string][] = [
-      ["--sleep-ms", "300"],
-      ["--head-timeout-ms", "400"],
+      ["--sleep-ms", `${sleepMs}`],
+      ["--head-timeout-ms", `${headTimeoutMs}`],
       ["--max-head-bytes", "1024"],
       ["--grace-ms", "0"],
     ];
@@ -61,7 +62,8 @@ Deno.test({
         const handled = Number(
           /handle;dur=([\d.]+)/.exec(sleep.headers.get("server-timing")!)?.[1],
         );
-        assert(handled >= 299 && handled < DEFAULTS.sleepMs, `${handled}`);
+        assertGreaterOrEqual(handled, sleepMs - 1);
+        assertWithinSet(handled, { setMs: sleepMs, unsetMs: DEFAULTS.sleepMs });
         // --max-head-bytes: a head of 2 KiB is too large.
         const large = await fetch(main.url, {
           headers: { "X-Padding": "a".repeat(2048) },
@@ -73,7 +75,10 @@ Deno.test({
         const started = performance.now();
         using idle = await Deno.connect(main.addr);
         assertEquals(await idle.read(new Uint8Array(1)), null);
-        assertLess(performance.now() - started, DEFAULTS.headTimeoutMs);
+        assertWithinSet(performance.now() - started, {
+          setMs: headTimeoutMs,
+          unsetMs: DEFAULTS.headTimeoutMs,
+        });
         main.kill("SIGTERM");
         const { code, output } = await main.exited();
         assertEquals(code, 0);

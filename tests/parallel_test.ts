@@ -11,6 +11,7 @@ import {
   assertNotMatch,
 } from "@std/assert";
 import { delay } from "@std/async";
+import { DEFAULTS } from "../main.ts";
 import { type Address, send } from "../tools/clients.ts";
 import {
   folder,
@@ -30,7 +31,7 @@ import {
   serverTimingOf,
   statusPage,
 } from "./testing.ts";
-import { waitFor, withDeadline } from "./waiting.ts";
+import { assertWithinSet, waitFor, withDeadline } from "./waiting.ts";
 
 const decoder = new TextDecoder();
 
@@ -122,9 +123,10 @@ Deno.test({
     "main.ts in parallel mode serves from every worker: 100 simultaneous /sleep take about one sleep, and 4xx as in concurrent mode",
   ignore,
   fn: withDeadline(async () => {
+    const [sleepMs, headTimeoutMs] = [1000, 500];
     await using main = await startParallel([
-      "--sleep-ms=1000",
-      "--head-timeout-ms=500",
+      `--sleep-ms=${sleepMs}`,
+      `--head-timeout-ms=${headTimeoutMs}`,
     ]);
     assertMatch(
       main.listeningLine,
@@ -138,15 +140,21 @@ Deno.test({
     const timed = await (await send(main.addr, get("/"))).response;
     const bad = await (await sendUntimed(main.addr, "GET / HTTP/9\r\n\r\n"))
       .response;
+    const stalling = performance.now();
     const stalled = await (await sendUntimed(main.addr, "GET / HTTP/1.1\r\nHo"))
       .response;
+    const stalledMs = performance.now() - stalling;
     main.kill("SIGTERM");
     for (const response of responses) assertEquals(response, OK_HELLO);
-    // One sleep, not a hundred: the margin is wide for a busy machine.
-    assertGreaterOrEqual(elapsedMs, 1000);
-    assertLess(elapsedMs, 5000);
+    // One sleep, not a hundred, nor the default's.
+    assertGreaterOrEqual(elapsedMs, sleepMs);
+    assertWithinSet(elapsedMs, { setMs: sleepMs, unsetMs: DEFAULTS.sleepMs });
     assertEquals(bad, statusPage("400 Bad Request"));
     assertEquals(stalled, statusPage("408 Request Timeout"));
+    assertWithinSet(stalledMs, {
+      setMs: headTimeoutMs,
+      unsetMs: DEFAULTS.headTimeoutMs,
+    }, "the 408");
     const metrics = serverTimingOf(timed);
     assertEquals(metrics?.mode?.desc, "parallel", timed);
     assertMatch(metrics?.worker?.desc ?? "", /^[12]$/, timed);

@@ -11,6 +11,7 @@ import {
   type ServerProcess,
   startServerProcess,
 } from "../tools/server_process.ts";
+import { scratchCopy } from "./scratch.ts";
 import { withDeadline } from "./waiting.ts";
 
 const decoder = new TextDecoder();
@@ -108,41 +109,32 @@ Deno.test(
 Deno.test(
   "main.ts copied with only the book's two pages serves them, says the lab is off, and answers /lab with 404",
   withDeadline(async () => {
-    // .chromium/ is the one scratch folder the test task may write to.
-    await Deno.mkdir(`${folder}/.chromium`, { recursive: true });
-    const copy = await Deno.makeTempDir({ dir: `${folder}/.chromium` });
-    try {
-      for (const file of ["main.ts", "hello.html", "404.html"]) {
-        await Deno.copyFile(`${folder}/${file}`, `${copy}/${file}`);
-      }
-      await using server = await startServerProcess(
-        ["serial", "--sleep-ms=10"],
-        {
-          script: new URL(`file://${copy}/main.ts`).href,
-          allowRead: copy,
-        },
-      );
-      assert(
-        server.listeningLine.endsWith(
-          "(serial); lab/index.html was not found, so the lab is off",
-        ),
-        server.listeningLine,
-      );
-      const noLab = await fetch(new URL("/lab", server.url));
-      assertEquals(noLab.status, 404);
-      assertStringIncludes(
-        await noLab.text(),
-        "lab/index.html is not beside main.ts",
-      );
-      await answersThenStops(server, [
-        ["/", 200],
-        ["/block-worker", 200],
-        ["/lab/lab.js", 404],
-        ["/probe/verdict.js", 404],
-      ]);
-    } finally {
-      await Deno.remove(copy, { recursive: true });
-    }
+    await using copy = await scratchCopy(["main.ts", "hello.html", "404.html"]);
+    await using server = await startServerProcess(
+      ["serial", "--sleep-ms=10"],
+      {
+        script: copy.url("main.ts"),
+        allowRead: copy.folder,
+      },
+    );
+    assert(
+      server.listeningLine.endsWith(
+        "(serial); lab/index.html was not found, so the lab is off",
+      ),
+      server.listeningLine,
+    );
+    const noLab = await fetch(new URL("/lab", server.url));
+    assertEquals(noLab.status, 404);
+    assertStringIncludes(
+      await noLab.text(),
+      "lab/index.html is not beside main.ts",
+    );
+    await answersThenStops(server, [
+      ["/", 200],
+      ["/block-worker", 200],
+      ["/lab/lab.js", 404],
+      ["/probe/verdict.js", 404],
+    ]);
   }),
 );
 

@@ -6,7 +6,6 @@
 import {
   assert,
   assertEquals,
-  assertLess,
   assertMatch,
   assertNotMatch,
   assertRejects,
@@ -14,6 +13,7 @@ import {
 } from "@std/assert";
 import {
   type Connection,
+  DEFAULTS,
   handle,
   type HandleOptions,
   type Pages,
@@ -33,7 +33,7 @@ import {
   sendUntimed,
   serveOnFreePort,
 } from "./testing.ts";
-import { waitFor, withDeadline } from "./waiting.ts";
+import { assertWithinSet, waitFor, withDeadline } from "./waiting.ts";
 
 /** The lines that `trace` logs as each connection is done, without "#N done: ". */
 const doneLines = (logs: readonly string[]) =>
@@ -320,10 +320,16 @@ Deno.test(
       close: () => conn.close(),
     };
     const logs: string[] = [];
+    const sendTimeoutMs = 100;
+    const started = performance.now();
     await handle(stuck, {
       pages,
-      sendTimeoutMs: 100,
+      sendTimeoutMs,
       log: (line) => logs.push(line),
+    });
+    assertWithinSet(performance.now() - started, {
+      setMs: sendTimeoutMs,
+      unsetMs: DEFAULTS.sendTimeoutMs,
     });
     assert(conn.closed);
     assertMatch(
@@ -385,16 +391,19 @@ Deno.test(
   "serve() in serial mode ends a client that never reads after the send timeout, and serves the next",
   withDeadline(async () => {
     const big = bigPages(16 * 1024 * 1024);
-    const server = serveOnFreePort("serial", {
-      pages: big,
-      sendTimeoutMs: 300,
-    });
+    const sendTimeoutMs = 300;
+    const server = serveOnFreePort("serial", { pages: big, sendTimeoutMs });
     try {
+      const started = performance.now();
       using _stalled = await neverReads(server.addr, get("/"));
       // Accepted first, the stalled client holds the loop in its write until
       // the send timeout.
       const next = await sendUntimed(server.addr, get("/nowhere"));
       assertEquals(await next.response, NOT_FOUND);
+      assertWithinSet(performance.now() - started, {
+        setMs: sendTimeoutMs,
+        unsetMs: DEFAULTS.sendTimeoutMs,
+      });
     } finally {
       await server.stop();
     }
@@ -476,11 +485,12 @@ Deno.test(
 Deno.test(
   "serve() at the end of the grace period closes every connection, writing or sleeping, and resolves soon after",
   withDeadline(async () => {
+    const graceMs = 300;
     const server = serveOnFreePort("concurrent", {
       pages: bigPages(16 * 1024 * 1024),
       sleepMs: 60_000,
       sendTimeoutMs: 60_000,
-      graceMs: 300,
+      graceMs,
       trace: true,
     });
     using _writing = await neverReads(server.addr, get("/"));
@@ -490,8 +500,11 @@ Deno.test(
     await waitFor(server.logs, /^#\d+ head: GET \/sleep$/);
     const stopping = performance.now();
     await server.stop();
-    // Well within the 60 s that either would take; generous for a busy machine.
-    assertLess(performance.now() - stopping, 10_000);
+    // The grace period, not the 60 s that either would take.
+    assertWithinSet(performance.now() - stopping, {
+      setMs: graceMs,
+      unsetMs: DEFAULTS.graceMs,
+    });
     assertEquals(await sleeping.response, "");
     assertMatch(
       server.logs.join("\n"),

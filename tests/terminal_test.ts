@@ -27,6 +27,16 @@ const noScript = Deno.build.os !== "linux";
 /** The trace line that says the server has read the head of /sleep. */
 const SLEEP_HEAD_READ = / #1 head: GET \/sleep$/;
 
+/**
+ * How long the /sleep in flight sleeps: long enough for the signal to come
+ * while it does, which each test checks (the stop is said before the
+ * /sleep is done), and no longer, since its length is not the subject.
+ */
+const IN_FLIGHT_MS = 1000;
+
+/** Stopping was said before the /sleep in flight was done. */
+const STOPPED_IN_FLIGHT = /Stopping on SIG[^]* done: GET \/sleep 200 /;
+
 // ---------------------------------------------------------------------------
 // Signals
 
@@ -37,7 +47,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     ignore: noSignals,
     fn: withDeadline(async () => {
       await using main = await startServerProcess([
-        "--sleep-ms=500",
+        `--sleep-ms=${IN_FLIGHT_MS}`,
         "--trace",
       ]);
       const slow = await sendUntimed(main.addr, get("/sleep"));
@@ -50,6 +60,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
         output,
         new RegExp(`Stopping on ${signal} \\(.*again.*\\): no new connections`),
       );
+      assertMatch(output, STOPPED_IN_FLIGHT);
       assertMatch(output, /GET \/sleep 200 \(\d+ ms\)\n.*Stopped\n$/s);
       await assertRefused(main.addr);
     }),
@@ -63,7 +74,7 @@ Deno.test({
   fn: withDeadline(async () => {
     await using task = await spawnServer(
       "deno",
-      ["task", "start", "--port=0", "--sleep-ms=2000", "--trace"],
+      ["task", "start", "--port=0", `--sleep-ms=${IN_FLIGHT_MS}`, "--trace"],
       { cwd: folder },
     );
     const slow = await sendUntimed(task.addr, get("/sleep"));
@@ -73,6 +84,7 @@ Deno.test({
     const { code, output } = await task.exited();
     assertEquals(code, 0, output);
     assertMatch(output, /Stopping on SIGTERM/);
+    assertMatch(output, STOPPED_IN_FLIGHT);
     assertMatch(output, /GET \/sleep 200 .*\nStopped\n$/s);
   }),
 });
@@ -112,7 +124,7 @@ for (const command of terminalCommands) {
     ignore: noScript,
     fn: withDeadline(async () => {
       await using terminal = await inTerminal(
-        `${command} --port=0 --sleep-ms=2000 --trace`,
+        `${command} --port=0 --sleep-ms=${IN_FLIGHT_MS} --trace`,
       );
       const slow = await sendUntimed(terminal.addr, get("/sleep"));
       await waitFor(terminal.lines, SLEEP_HEAD_READ);
@@ -124,6 +136,7 @@ for (const command of terminalCommands) {
         output,
         /Stopping on SIGINT \(press Ctrl-C again to exit at once\)/,
       );
+      assertMatch(output, STOPPED_IN_FLIGHT);
       assertMatch(output, /GET \/sleep 200 .*\r\nStopped\r\n$/s);
     }),
   });

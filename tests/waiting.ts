@@ -1,11 +1,14 @@
 /**
  * How the tests wait: for what they mean, never for a fixed time. A test
  * has a deadline ({@linkcode withDeadline}), and inside it waits for a line
- * (a log line, a trace event) or a condition ({@linkcode waitFor}).
+ * (a log line, a trace event) or a condition ({@linkcode waitFor}). What a
+ * setting times is bounded by that setting, not by a figure far from it
+ * ({@linkcode assertWithinSet}).
  *
  * @module
  */
 
+import { assertLess } from "@std/assert";
 import { deadline, delay } from "@std/async";
 
 /** How long a test that talks to a server may take, unless it says. */
@@ -13,6 +16,13 @@ export const DEADLINE_MS = 60_000;
 
 /** How long {@linkcode waitFor} waits, unless told: well within a deadline. */
 export const WAIT_MS = 30_000;
+
+/**
+ * How much later than it was set to a timer's effect may be seen, unless
+ * told: on a machine with a core kept busy and the test files run in
+ * parallel, a process or a timer may be late by this much, and not more.
+ */
+export const LATE_MS = 2000;
 
 /**
  * Wraps a test's body in `@std/async`'s `deadline`, so that a server or a
@@ -39,6 +49,48 @@ export function withDeadline(
       throw error;
     }
   };
+}
+
+/** A time a test set, and what it would be with the setting ignored. */
+export interface SetTime {
+  /** The time set, in milliseconds, such as a head timeout of 300. */
+  setMs: number;
+  /** The time it would be with the setting ignored, such as its default. */
+  unsetMs: number;
+  /** How late it may come; {@linkcode LATE_MS} unless given. */
+  lateMs?: number;
+}
+
+/**
+ * Asserts that `elapsedMs`, the time something took that a setting bounds,
+ * is less than the time set and the lateness a busy machine may add; and
+ * first, that this bound is below the time it would take with the setting
+ * ignored, so that the assertion can fail: a test of a 300 ms timeout that
+ * only checks it is under 10 s passes with the timeout ignored.
+ *
+ * @example
+ * ```ts ignore
+ * const started = performance.now();
+ * await idleConnectionClosed(); // by a head timeout of 300 ms
+ * assertWithinSet(performance.now() - started, {
+ *   setMs: 300,
+ *   unsetMs: DEFAULTS.headTimeoutMs,
+ * });
+ * ```
+ */
+export function assertWithinSet(
+  elapsedMs: number,
+  { setMs, unsetMs, lateMs = LATE_MS }: SetTime,
+  message?: string,
+): void {
+  const boundMs = setMs + lateMs;
+  if (boundMs >= unsetMs) {
+    throw new RangeError(
+      `A bound of ${setMs} + ${lateMs} ms cannot tell ${setMs} ms from ${unsetMs} ms`,
+    );
+  }
+  const took = `took ${Math.round(elapsedMs)} ms, set to ${setMs} ms`;
+  assertLess(elapsedMs, boundMs, message ? `${message}: ${took}` : took);
 }
 
 /** How {@linkcode waitFor} waits. */
