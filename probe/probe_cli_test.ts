@@ -125,9 +125,10 @@ Deno.test(
     const lines = stdout.split("\n");
     const waits = lines.filter((line) => /waiting (for|up to)/.test(line));
     assert(waits.length >= 3, stdout);
-    // The 16 steps, 32 rows: the first, the last, one line for the rest.
+    // The 16 steps are 32 rows, 36 with the rest: folded where drawn alike
+    // (a busy machine may draw a step or two apart, so not to one line).
     const rows = lines.filter((line) => /^ {2}\S.*\|/.test(line));
-    assertLess(rows.length, 12, stdout);
+    assertLess(rows.length, 36 / 2, stdout);
     assertMatch(
       stdout,
       /⋮ \/sleep #\d+ … \/sleep #\d+, \/ #\d+ … \/ #\d+: \d+ more drawn alike/,
