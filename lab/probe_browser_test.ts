@@ -13,6 +13,7 @@
 
 import { assertEquals } from "@std/assert";
 import { chromiumMissing, launchChromium } from "../tests/browser.ts";
+import { allAtOnce, SERIAL } from "../tests/probing.ts";
 import { startServerProcess } from "../tools/server_process.ts";
 import { withDeadline } from "../tests/waiting.ts";
 
@@ -21,24 +22,9 @@ if (missing) console.log(`browser tests skipped: ${missing}`);
 const updateScreenshots = Deno.args.includes("--update-screenshots");
 
 const cases = [
-  [["serial"], {
-    verdict: "serial",
-    atOnce: 1,
-    atLeast: false,
-    refused: 0,
-    slowAtOnce: 1,
-    method: "slow",
-    idleHolds: true,
-  }, "serial — one at a time"],
-  [["concurrent"], {
-    verdict: "concurrent",
-    atOnce: 5, // Chromium's six connections to one host, less the fast one
-    atLeast: true,
-    refused: 0,
-    slowAtOnce: 5,
-    method: "slow",
-    idleHolds: false,
-  }, "concurrent — all at once"],
+  [["serial"], SERIAL, "serial — one at a time"],
+  // Chromium's six connections to one host, less the fast one:
+  [["concurrent"], allAtOnce(5), "concurrent — all at once"],
   // The browser holds one idle connection: whether 3 fill the pool, it
   // cannot tell (probe.ts can: they do).
   [["concurrent", "--max-in-flight=3"], {

@@ -13,7 +13,7 @@ import {
   assertMatch,
   assertStringIncludes,
 } from "@std/assert";
-import { probeCommand, runProbe } from "../tests/probing.ts";
+import { probeCommand, runProbe, SERIAL } from "../tests/probing.ts";
 import { noSignals, startServerProcess } from "../tools/server_process.ts";
 import { waitFor, withDeadline } from "../tests/waiting.ts";
 
@@ -99,15 +99,7 @@ Deno.test(
       found;
     assertEquals(
       { verdict, atOnce, atLeast, refused, slowAtOnce, method, idleHolds },
-      {
-        verdict: "serial",
-        atOnce: 1,
-        atLeast: false,
-        refused: 0,
-        slowAtOnce: 1,
-        method: "slow",
-        idleHolds: true,
-      },
+      SERIAL,
     );
     assert(found.slowMs >= 500, stdout);
     assertEquals(found.requests, undefined);

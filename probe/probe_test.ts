@@ -26,7 +26,12 @@ import {
 import { delay } from "@std/async";
 import { probe, PROBE_DEFAULTS } from "./probe.ts";
 import { get, sendUntimed } from "../tests/testing.ts";
-import { type Expected, expectProbe } from "../tests/probing.ts";
+import {
+  allAtOnce,
+  type Expected,
+  expectProbe,
+  SERIAL,
+} from "../tests/probing.ts";
 import {
   type ServerProcess,
   startServerProcess,
@@ -37,24 +42,8 @@ import { waitFor, withDeadline } from "../tests/waiting.ts";
 /** Fewer than probe.ts's default, to keep the file quick: enough to see pools of 4. */
 const MAX = 6;
 
-const serial: Expected = {
-  verdict: "serial",
-  atOnce: 1,
-  atLeast: false,
-  refused: 0,
-  slowAtOnce: 1,
-  method: "slow",
-  idleHolds: true,
-};
-const concurrent: Expected = {
-  verdict: "concurrent",
-  atOnce: MAX,
-  atLeast: true,
-  refused: 0,
-  slowAtOnce: MAX,
-  method: "slow",
-  idleHolds: false,
-};
+const serial = SERIAL;
+const concurrent = allAtOnce(MAX);
 
 /** Probes a server process, with its log in the message of a mismatch. */
 const expectServer = (server: ServerProcess, expected: Expected, max = MAX) =>

@@ -29,6 +29,28 @@ export type Expected = Partial<
   >
 >;
 
+/** How a server that serves one connection at a time, to its end, reads. */
+export const SERIAL: Expected = {
+  verdict: "serial",
+  atOnce: 1,
+  atLeast: false,
+  refused: 0,
+  slowAtOnce: 1,
+  method: "slow",
+  idleHolds: true,
+};
+
+/** How a server reads that served all `n` slow requests it was sent at once. */
+export const allAtOnce = (n: number): Expected => ({
+  verdict: "concurrent",
+  atOnce: n,
+  atLeast: true,
+  refused: 0,
+  slowAtOnce: n,
+  method: "slow",
+  idleHolds: false,
+});
+
 /**
  * Probes `url` and checks the fields of `expected`; on a mismatch, the
  * message has the sentence and `log` (a server's lines).
