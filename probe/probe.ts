@@ -546,7 +546,12 @@ class Session {
 async function ramp(session: Session, run: ProbeRun): Promise<boolean> {
   const { slowPath, fastPath: fast, slowMs, idleMs, max, steps } = run;
   const isSlow = run.method === "slow";
-  const name = isSlow ? slowPath : "connections that send nothing";
+  const name = (count: number) =>
+    isSlow
+      ? slowPath
+      : `connection${count === 1 ? "" : "s"} that send${
+        count === 1 ? "s" : ""
+      } nothing`;
   session.onProgress(
     isSlow
       ? `GET ${slowPath}: ${
@@ -580,7 +585,7 @@ async function ramp(session: Session, run: ProbeRun): Promise<boolean> {
       }: full`
       : `answered in ${duration(fastOne.waitMs())}`;
     session.onProgress(
-      `${inFlight(step).length} ${name} ${
+      `${inFlight(step).length} ${name(inFlight(step).length)} ${
         isSlow ? "in flight" : "open"
       }: ${fast} ${answer}`,
     );

@@ -209,13 +209,23 @@ Deno.test(
     await using server = await startServerProcess([], {
       script: new URL("../tools/deno_serve.ts", import.meta.url).href,
     });
-    const found = await expectServer(server, {
-      verdict: "unknown",
-      atOnce: null,
-      method: "idle",
-      idleHolds: false,
-    });
+    const progress: string[] = [];
+    const found = await expectProbe(
+      server.url,
+      {
+        verdict: "unknown",
+        atOnce: null,
+        method: "idle",
+        idleHolds: false,
+      },
+      { max: MAX, onProgress: (line) => progress.push(line) },
+      server.lines,
+    );
     assertMatch(found.sentence, /--slow=PATH\.$/);
+    // Its progress counts them as English does: one, then more.
+    const counted = progress.join("\n");
+    assertMatch(counted, /^1 connection that sends nothing open: /m);
+    assertMatch(counted, /^2 connections that send nothing open: /m);
   }),
 );
 

@@ -79,7 +79,9 @@ export function probeCommand(args: string[]): Deno.Command {
 }
 
 /** Runs probe.ts with `args` to its end: its exit code and what it printed. */
-export async function runProbe(args: string[]) {
+export async function runProbe(
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const { code, stdout, stderr } = await probeCommand(args).output();
   const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
   // Deno's own lines as it downloads the standard library, the first time.
