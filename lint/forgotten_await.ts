@@ -111,7 +111,7 @@ const plugin: Deno.lint.Plugin = {
   rules: {
     "forgotten-await": {
       create(context) {
-        const promises = new Promises();
+        const promises = new Promises(context.sourceCode);
         return {
           ExpressionStatement(statement) {
             for (
@@ -140,9 +140,15 @@ export default plugin;
  * when first asked about, and kept.
  */
 class Promises {
+  #source: Deno.lint.SourceCode;
   #scopes = new Map<Node, Map<string, Node[]>>();
   #functions = new Map<Node, boolean>();
   #variables = new Map<Node, boolean>();
+  #mayHoldPromise = new Map<string, boolean>();
+
+  constructor(source: Deno.lint.SourceCode) {
+    this.#source = source;
+  }
 
   /** Whether `expression` is surely a promise. */
   isPromise(expression: Node): boolean {
@@ -153,7 +159,7 @@ class Promises {
       case "CallExpression":
         return this.#callReturnsPromise(node);
       case "Identifier": {
-        const bindings = this.#resolve(node);
+        const bindings = this.#promiseCapable(node);
         return bindings !== undefined &&
           bindings.every((binding) => this.#holdsPromise(binding));
       }
@@ -195,7 +201,7 @@ class Promises {
   #calleeReturnsPromise(callee: Node): boolean {
     if (isCallable(callee)) return this.#returnsPromise(callee);
     if (callee.type !== "Identifier") return false;
-    const bindings = this.#resolve(callee);
+    const bindings = this.#promiseCapable(callee);
     if (bindings === undefined) return false;
     // Overloads are what callers see; the implementation's signature is not.
     const signatures = bindings.filter(({ type }) =>
@@ -304,6 +310,24 @@ class Promises {
   }
 
   /**
+   * The declarations `identifier` refers to, if the file declares its name
+   * anywhere in a way that can hold a promise or a function returning one;
+   * none otherwise, as for a global.
+   */
+  #promiseCapable(identifier: Deno.lint.Identifier): Node[] | undefined {
+    // Reading scopes is most of the rule's time, and most calls are of
+    // imports and globals: the file's text rules them out first (the cost
+    // is in docs/lint.md, "What it costs").
+    const { name } = identifier;
+    let capable = this.#mayHoldPromise.get(name);
+    if (capable === undefined) {
+      capable = mayDeclareCapable(this.#source.text, name);
+      this.#mayHoldPromise.set(name, capable);
+    }
+    return capable ? this.#resolve(identifier) : undefined;
+  }
+
+  /**
    * The declarations `identifier` refers to: those of its name in the
    * nearest scope around it that binds the name; none for a global.
    */
@@ -389,6 +413,41 @@ class Promises {
     return bindings;
   }
 }
+
+/**
+ * Whether `text` may declare `name` so that it can hold a promise or a
+ * function returning one. Every such declaration writes the name after
+ * `function` (a function) or before `=`, `:`, `?:` or `!:` (a variable, a
+ * typed parameter); imports, classes and plain parameters cannot hold one.
+ * Not seen: a name escaped in the text (`s\u0061ve`), a comment of over 200
+ * characters between the name and what declares it.
+ */
+function mayDeclareCapable(text: string, name: string): boolean {
+  for (
+    let at = text.indexOf(name);
+    at !== -1;
+    at = text.indexOf(name, at + 1)
+  ) {
+    const end = at + name.length;
+    if (NAME_PART.test(text[at - 1] ?? "") || NAME_PART.test(text[end] ?? "")) {
+      continue; // part of a longer name
+    }
+    if (
+      BEFORE_VALUE_OR_TYPE.test(text.slice(end, end + 200)) ||
+      AFTER_FUNCTION.test(text.slice(Math.max(0, at - 200), at))
+    ) {
+      return true;
+    }
+  }
+  return false;
+}
+
+const NAME_PART = /[\p{ID_Continue}$\u200c\u200d]/u;
+const BLANK = String.raw`(?:\s|/\*[^]*?\*/|//[^\n]*)*`;
+const BEFORE_VALUE_OR_TYPE = new RegExp(`^${BLANK}[?!]?${BLANK}[:=]`);
+const AFTER_FUNCTION = new RegExp(
+  String.raw`\bfunction(?:\s|\*|/\*[^]*?\*/)*$`,
+);
 
 /**
  * Binds what a statement of a block declares there: all but `var`, which
@@ -648,23 +707,33 @@ function declaresPromise(type: Node | undefined): boolean {
 
 /** The expression inside what changes nothing at run time: `?.`, `!`, `as`, `satisfies`, `<T>`. */
 function unwrap(node: Node): Node {
-  while (
-    node.type === "ChainExpression" || node.type === "TSNonNullExpression" ||
-    node.type === "TSAsExpression" || node.type === "TSSatisfiesExpression" ||
-    node.type === "TSTypeAssertion"
-  ) {
-    node = node.expression;
+  // Each field read is a call into Deno's lazily read tree: `type` once.
+  let inner = node;
+  while (WRAPPERS.has(inner.type)) {
+    inner = (inner as Deno.lint.TSAsExpression).expression;
   }
-  return node;
+  return inner;
 }
 
+const WRAPPERS = new Set([
+  "ChainExpression",
+  "TSNonNullExpression",
+  "TSAsExpression",
+  "TSSatisfiesExpression",
+  "TSTypeAssertion",
+]);
+
 function isCallable(node: Node): node is Callable {
-  return node.type === "FunctionDeclaration" ||
-    node.type === "FunctionExpression" ||
-    node.type === "ArrowFunctionExpression" ||
-    node.type === "TSDeclareFunction" ||
-    node.type === "TSEmptyBodyFunctionExpression";
+  return CALLABLES.has(node.type);
 }
+
+const CALLABLES = new Set([
+  "FunctionDeclaration",
+  "FunctionExpression",
+  "ArrowFunctionExpression",
+  "TSDeclareFunction",
+  "TSEmptyBodyFunctionExpression",
+]);
 
 /** The type a variable or a parameter declares for its name, if it does. */
 function declaredType(binding: Node): Node | undefined {

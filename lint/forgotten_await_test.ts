@@ -305,6 +305,48 @@ Deno.test("forgotten-await judges a call by the binding its name refers to there
   });
 });
 
+// The rule reads a file's text to rule out names it never declares (most
+// calls: imports and globals) before it reads any scope; these are the
+// spellings of a declaration that reading must still find.
+Deno.test("forgotten-await finds a declaration however it is spelled, and an import shadowed by one", async (t) => {
+  await expectReports(t, {
+    "a comment between the name and its =": {
+      source: "const save /* later */ = async () => {};\nsave();\n",
+      reported: ["save()"],
+    },
+    "a line comment and a line break before =": {
+      source: "const save // later\n  = async () => {};\nsave();\n",
+      reported: ["save()"],
+    },
+    "a comment and a line break between function and the name": {
+      source: "async function /* saves */\nsave() {}\nsave();\n",
+      reported: ["save()"],
+    },
+    "a definite assignment, !:": {
+      source: "let done!: Promise<void>;\ndone;\n",
+      reported: ["done"],
+    },
+    "an optional parameter typed to return a promise, ?:": {
+      source: "function run(save?: () => Promise<void>) {\n  save?.();\n}\n" +
+        "run();\n",
+      reported: ["save?.()"],
+    },
+    "an import shadowed by an inner async function": {
+      source: 'import { save } from "./store.ts";\nfunction run() {\n' +
+        "  async function save() {}\n  save();\n}\nrun();\nsave();\n",
+      reported: ["save()"],
+    },
+    "a name escaped where it is declared, silent (docs/lint.md)": {
+      source: "const s\\u0061ve = async () => {};\nsave();\n",
+      reported: [],
+    },
+    "a name declared only inside a longer one, silent": {
+      source: "const saveAll = async () => {};\nsaveAll;\nsave();\n",
+      reported: [],
+    },
+  });
+});
+
 Deno.test("forgotten-await reports, as typescript-eslint does, promises it can tell without types", async (t) => {
   await expectReports(t, {
     "a variable holding new Promise": {
