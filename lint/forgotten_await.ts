@@ -31,12 +31,14 @@
  *
  * It judges as typescript-eslint's `no-floating-promises` does with its
  * default options, but without the types, so it cannot see: methods of
- * other objects (`store.save()`, `this.#queue.run()`) and methods a class
- * inherits; imported functions; parameters with no declared type; values it
- * gets from elsewhere (a wrapper's result, a table's entry, a destructured
- * value); a type named otherwise than `Promise` (an alias, a subclass);
- * arrays of promises that a method returns (`list.map(async …)`). The
- * measures are in docs/lint.md.
+ * other objects (`store.save()`, `this.#queue.run()`), methods a class
+ * inherits, functions in class fields and object literals; imported and
+ * global functions (`fetch(…)`); parameters with no declared type; values it
+ * gets from elsewhere (a wrapper's result, `.bind(…)`, a table's entry, a
+ * destructured value, a later assignment); a type named otherwise than
+ * `Promise` (an alias, a subclass); arrays of promises that a method returns
+ * (`list.map(async …)`); a name escaped where it is declared. The measures
+ * are in docs/lint.md.
  *
  * The file imports nothing, so a copy of it works as well as this
  * repository's: turn it on in deno.json with its path,
@@ -144,7 +146,7 @@ class Promises {
   #scopes = new Map<Node, Map<string, Node[]>>();
   #functions = new Map<Node, boolean>();
   #variables = new Map<Node, boolean>();
-  #mayHoldPromise = new Map<string, boolean>();
+  #declared: DeclaredNames | undefined;
 
   constructor(source: Deno.lint.SourceCode) {
     this.#source = source;
@@ -318,13 +320,10 @@ class Promises {
     // Reading scopes is most of the rule's time, and most calls are of
     // imports and globals: the file's text rules them out first (the cost
     // is in docs/lint.md, "What it costs").
-    const { name } = identifier;
-    let capable = this.#mayHoldPromise.get(name);
-    if (capable === undefined) {
-      capable = mayDeclareCapable(this.#source.text, name);
-      this.#mayHoldPromise.set(name, capable);
-    }
-    return capable ? this.#resolve(identifier) : undefined;
+    this.#declared ??= new DeclaredNames(this.#source.text);
+    return this.#declared.mayHoldPromise(identifier.name)
+      ? this.#resolve(identifier)
+      : undefined;
   }
 
   /**
@@ -415,39 +414,94 @@ class Promises {
 }
 
 /**
- * Whether `text` may declare `name` so that it can hold a promise or a
- * function returning one. Every such declaration writes the name after
- * `function` (a function) or before `=`, `:`, `?:` or `!:` (a variable, a
- * typed parameter); imports, classes and plain parameters cannot hold one.
- * Not seen: a name escaped in the text (`s\u0061ve`), a comment of over 200
- * characters between the name and what declares it.
+ * The names of the file's text that may be declared so that they can hold
+ * a promise or a function returning one. Every such declaration writes the
+ * name after `function` (a function) or before `=`, `:`, `?:` or `!:` (a
+ * variable, a typed parameter); imports, classes and plain parameters
+ * cannot hold one. Read from the text, comments and all, not the tree: a
+ * name escaped in the text (`s\u0061ve`) is not seen.
  */
-function mayDeclareCapable(text: string, name: string): boolean {
-  for (
-    let at = text.indexOf(name);
-    at !== -1;
-    at = text.indexOf(name, at + 1)
-  ) {
-    const end = at + name.length;
-    if (NAME_PART.test(text[at - 1] ?? "") || NAME_PART.test(text[end] ?? "")) {
-      continue; // part of a longer name
-    }
-    if (
-      BEFORE_VALUE_OR_TYPE.test(text.slice(end, end + 200)) ||
-      AFTER_FUNCTION.test(text.slice(Math.max(0, at - 200), at))
-    ) {
-      return true;
-    }
+class DeclaredNames {
+  #text: string;
+  #afterFunction: Set<string> | undefined;
+  #known = new Map<string, boolean>();
+
+  constructor(text: string) {
+    this.#text = text;
   }
-  return false;
+
+  /** Whether `name` may be declared so. */
+  mayHoldPromise(name: string): boolean {
+    let may = this.#known.get(name);
+    if (may === undefined) {
+      may = this.#beforeValueOrType(name) ||
+        this.#namesAfterFunction().has(name);
+      this.#known.set(name, may);
+    }
+    return may;
+  }
+
+  #beforeValueOrType(name: string): boolean {
+    const text = this.#text;
+    for (
+      let at = text.indexOf(name);
+      at !== -1;
+      at = text.indexOf(name, at + 1)
+    ) {
+      const end = at + name.length;
+      if (isNamePart(text[at - 1]) || isNamePart(text[end])) continue;
+      let next = skipBlank(text, end);
+      if (text[next] === "?" || text[next] === "!") {
+        next = skipBlank(text, next + 1);
+      }
+      if (text[next] === ":" || text[next] === "=") return true;
+    }
+    return false;
+  }
+
+  #namesAfterFunction(): Set<string> {
+    if (this.#afterFunction !== undefined) return this.#afterFunction;
+    const text = this.#text;
+    const names = new Set<string>();
+    for (
+      let at = text.indexOf("function");
+      at !== -1;
+      at = text.indexOf("function", at + 1)
+    ) {
+      let start = skipBlank(text, at + "function".length);
+      if (text[start] === "*") start = skipBlank(text, start + 1);
+      let end = start;
+      while (isNamePart(text[end])) end++;
+      if (end > start) names.add(text.slice(start, end));
+    }
+    this.#afterFunction = names;
+    return names;
+  }
 }
 
-const NAME_PART = /[\p{ID_Continue}$\u200c\u200d]/u;
-const BLANK = String.raw`(?:\s|/\*[^]*?\*/|//[^\n]*)*`;
-const BEFORE_VALUE_OR_TYPE = new RegExp(`^${BLANK}[?!]?${BLANK}[:=]`);
-const AFTER_FUNCTION = new RegExp(
-  String.raw`\bfunction(?:\s|\*|/\*[^]*?\*/)*$`,
-);
+/** Where code resumes after `at`: past spaces, line breaks and comments. */
+function skipBlank(text: string, at: number): number {
+  let next = at;
+  for (;;) {
+    if (/\s/.test(text[next] ?? "")) {
+      next++;
+    } else if (text.startsWith("/*", next)) {
+      const close = text.indexOf("*/", next + 2);
+      if (close === -1) return text.length;
+      next = close + 2;
+    } else if (text.startsWith("//", next)) {
+      const lineEnd = text.indexOf("\n", next + 2);
+      if (lineEnd === -1) return text.length;
+      next = lineEnd + 1;
+    } else {
+      return next;
+    }
+  }
+}
+
+function isNamePart(char: string | undefined): boolean {
+  return char !== undefined && /[\p{ID_Continue}$\u200c\u200d]/u.test(char);
+}
 
 /**
  * Binds what a statement of a block declares there: all but `var`, which

@@ -318,6 +318,16 @@ Deno.test("forgotten-await finds a declaration however it is spelled, and an imp
       source: "const save // later\n  = async () => {};\nsave();\n",
       reported: ["save()"],
     },
+    "a line comment between function and the name": {
+      source: "async function // a note\nsave() {}\nsave();\n",
+      reported: ["save()"],
+    },
+    "a comment of 300 characters between the name and its =": {
+      source: `const save /* ${
+        "x".repeat(294)
+      } */ = async () => {};\nsave();\n`,
+      reported: ["save()"],
+    },
     "a comment and a line break between function and the name": {
       source: "async function /* saves */\nsave() {}\nsave();\n",
       reported: ["save()"],
@@ -487,6 +497,40 @@ Deno.test("deno lint, with the plugins deno.json turns on, fails at small_server
       output,
       new RegExp(`--> .*/small_server\\.ts:${line}:\\d+$`, "m"),
     );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("deno lint with the rule reads a banner of slashes after a called name in linear time", async () => {
+  // A pattern that tried every way to split `////…` into comments took
+  // minutes on 44 slashes; this has 400. The deadline turns a hang into a
+  // failure. .chromium/ is the test task's scratch folder, as above.
+  await Deno.mkdir(".chromium", { recursive: true });
+  const root = await Deno.makeTempDir({ dir: ".chromium" });
+  try {
+    await Deno.writeTextFile(
+      `${root}/banner.ts`,
+      'import { save } from "./store.ts";\n' +
+        `// save ${"/".repeat(400)}\nsave();\n`,
+    );
+    await Deno.writeTextFile(
+      `${root}/deno.json`,
+      JSON.stringify({
+        lint: {
+          plugins: [new URL("forgotten_await.ts", import.meta.url).href],
+        },
+      }),
+    );
+    const { code, stdout, stderr } = await new Deno.Command("deno", {
+      args: ["lint", "--config", `${root}/deno.json`, `${root}/banner.ts`],
+      env: { NO_COLOR: "1" },
+      signal: AbortSignal.timeout(60_000),
+    }).output();
+    const output = new TextDecoder().decode(stdout) +
+      new TextDecoder().decode(stderr);
+    assertEquals(code, 0, output);
+    assertStringIncludes(output, "Checked 1 file");
   } finally {
     await Deno.remove(root, { recursive: true });
   }
