@@ -423,19 +423,19 @@ class Promises {
  */
 class DeclaredNames {
   #text: string;
-  #afterFunction: Set<string> | undefined;
+  #afterFunction: Set<string>;
   #known = new Map<string, boolean>();
 
   constructor(text: string) {
     this.#text = text;
+    this.#afterFunction = namesAfterFunction(text);
   }
 
   /** Whether `name` may be declared so. */
   mayHoldPromise(name: string): boolean {
     let may = this.#known.get(name);
     if (may === undefined) {
-      may = this.#beforeValueOrType(name) ||
-        this.#namesAfterFunction().has(name);
+      may = this.#afterFunction.has(name) || this.#beforeValueOrType(name);
       this.#known.set(name, may);
     }
     return may;
@@ -458,25 +458,23 @@ class DeclaredNames {
     }
     return false;
   }
+}
 
-  #namesAfterFunction(): Set<string> {
-    if (this.#afterFunction !== undefined) return this.#afterFunction;
-    const text = this.#text;
-    const names = new Set<string>();
-    for (
-      let at = text.indexOf("function");
-      at !== -1;
-      at = text.indexOf("function", at + 1)
-    ) {
-      let start = skipBlank(text, at + "function".length);
-      if (text[start] === "*") start = skipBlank(text, start + 1);
-      let end = start;
-      while (isNamePart(text[end])) end++;
-      if (end > start) names.add(text.slice(start, end));
-    }
-    this.#afterFunction = names;
-    return names;
+/** The names written after `function` (and `*`) in `text`. */
+function namesAfterFunction(text: string): Set<string> {
+  const names = new Set<string>();
+  for (
+    let at = text.indexOf("function");
+    at !== -1;
+    at = text.indexOf("function", at + 1)
+  ) {
+    let start = skipBlank(text, at + "function".length);
+    if (text[start] === "*") start = skipBlank(text, start + 1);
+    let end = start;
+    while (isNamePart(text[end])) end++;
+    if (end > start) names.add(text.slice(start, end));
   }
+  return names;
 }
 
 /** Where code resumes after `at`: past spaces, line breaks and comments. */

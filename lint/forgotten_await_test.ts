@@ -457,6 +457,37 @@ Deno.test("forgotten-await leaves alone calls that return no promise, or that it
   }
 });
 
+/**
+ * Runs `deno lint` with `plugins` on one file holding `source`, under a
+ * deadline, and gives its exit code and output. .chromium/ is the one
+ * scratch folder the test task may write to; the repository's deno.json
+ * leaves it out of lint, so the file gets a deno.json of its own.
+ */
+async function denoLint(
+  name: string,
+  source: string,
+  plugins: string[],
+): Promise<{ code: number; output: string }> {
+  await Deno.mkdir(".chromium", { recursive: true });
+  const root = await Deno.makeTempDir({ dir: ".chromium" });
+  try {
+    await Deno.writeTextFile(`${root}/${name}`, source);
+    await Deno.writeTextFile(
+      `${root}/deno.json`,
+      JSON.stringify({ lint: { plugins } }),
+    );
+    const { code, stdout, stderr } = await new Deno.Command("deno", {
+      args: ["lint", "--config", `${root}/deno.json`, `${root}/${name}`],
+      env: { NO_COLOR: "1" },
+      signal: AbortSignal.timeout(60_000),
+    }).output();
+    const decoder = new TextDecoder();
+    return { code, output: decoder.decode(stdout) + decoder.decode(stderr) };
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
 Deno.test("deno lint, with the plugins deno.json turns on, fails at small_server.ts with the serial branch's await deleted, and names that line", async () => {
   const repo = new URL("../", import.meta.url);
   const config = JSON.parse(
@@ -468,70 +499,29 @@ Deno.test("deno lint, with the plugins deno.json turns on, fails at small_server
   const original = await Deno.readTextFile(new URL("small_server.ts", repo));
   const serial = "await handle(conn);";
   const line = lineAt(original, original.indexOf(serial));
-  const edited = original.replace(serial, "handle(conn);");
-  // .chromium/ is the one scratch folder the test task may write to; the
-  // repository's deno.json leaves it out of lint, so the copy gets its own,
-  // with the same plugins.
-  await Deno.mkdir(".chromium", { recursive: true });
-  const root = await Deno.makeTempDir({ dir: ".chromium" });
-  try {
-    await Deno.writeTextFile(`${root}/small_server.ts`, edited);
-    await Deno.writeTextFile(
-      `${root}/deno.json`,
-      JSON.stringify({ lint: { plugins } }),
-    );
-    const { code, stdout, stderr } = await new Deno.Command("deno", {
-      args: [
-        "lint",
-        "--config",
-        `${root}/deno.json`,
-        `${root}/small_server.ts`,
-      ],
-      env: { NO_COLOR: "1" },
-    }).output();
-    const output = new TextDecoder().decode(stdout) +
-      new TextDecoder().decode(stderr);
-    assertEquals(code, 1, output);
-    assertEquals(output.match(/^error\[.*?\]/gm), [`error[${RULE}]`], output);
-    assertMatch(
-      output,
-      new RegExp(`--> .*/small_server\\.ts:${line}:\\d+$`, "m"),
-    );
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  const { code, output } = await denoLint(
+    "small_server.ts",
+    original.replace(serial, "handle(conn);"),
+    plugins,
+  );
+  assertEquals(code, 1, output);
+  assertEquals(output.match(/^error\[.*?\]/gm), [`error[${RULE}]`], output);
+  assertMatch(
+    output,
+    new RegExp(`--> .*/small_server\\.ts:${line}:\\d+$`, "m"),
+  );
 });
 
 Deno.test("deno lint with the rule reads a banner of slashes after a called name in linear time", async () => {
   // A pattern that tried every way to split `////…` into comments took
-  // minutes on 44 slashes; this has 400. The deadline turns a hang into a
-  // failure. .chromium/ is the test task's scratch folder, as above.
-  await Deno.mkdir(".chromium", { recursive: true });
-  const root = await Deno.makeTempDir({ dir: ".chromium" });
-  try {
-    await Deno.writeTextFile(
-      `${root}/banner.ts`,
-      'import { save } from "./store.ts";\n' +
-        `// save ${"/".repeat(400)}\nsave();\n`,
-    );
-    await Deno.writeTextFile(
-      `${root}/deno.json`,
-      JSON.stringify({
-        lint: {
-          plugins: [new URL("forgotten_await.ts", import.meta.url).href],
-        },
-      }),
-    );
-    const { code, stdout, stderr } = await new Deno.Command("deno", {
-      args: ["lint", "--config", `${root}/deno.json`, `${root}/banner.ts`],
-      env: { NO_COLOR: "1" },
-      signal: AbortSignal.timeout(60_000),
-    }).output();
-    const output = new TextDecoder().decode(stdout) +
-      new TextDecoder().decode(stderr);
-    assertEquals(code, 0, output);
-    assertStringIncludes(output, "Checked 1 file");
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
+  // minutes on 44 slashes; this has 400. denoLint()'s deadline turns a hang
+  // into a failure.
+  const { code, output } = await denoLint(
+    "banner.ts",
+    'import { save } from "./store.ts";\n' +
+      `// save ${"/".repeat(400)}\nsave();\n`,
+    [new URL("forgotten_await.ts", import.meta.url).href],
+  );
+  assertEquals(code, 0, output);
+  assertStringIncludes(output, "Checked 1 file");
 });
